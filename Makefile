@@ -1,0 +1,63 @@
+# zerotrust.mailstack — developer and CI entry points.
+#   make demo   build the segmented stack locally in Podman and converge it
+#   make test   everything CI runs: lint, unit, sanity, Molecule
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+LINK      := build/collections/ansible_collections/zerotrust/mailstack
+STAGE     := scripts/stage.sh
+
+.PHONY: help bootstrap venv link lint unit sanity molecule test demo down docs build clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+bootstrap:  ## host packages (podman, runc, debootstrap, ...), podman config, virtualenv
+	scripts/bootstrap-host.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+link:
+	@mkdir -p $(dir $(LINK))
+	@ln -sfn $(CURDIR) $(LINK)
+
+lint: venv link
+	$(STAGE) yamllint yamllint --strict .
+	$(STAGE) ruff bash -c 'ruff check . && ruff format --check .'
+	$(STAGE) role-docs scripts/role_docs.py --check
+	$(STAGE) ansible-lint ansible-lint --offline
+
+unit: venv link
+	$(STAGE) pytest pytest tests/unit
+
+sanity: venv
+	$(STAGE) ansible-test-sanity scripts/sanity.sh
+
+molecule: venv link
+	$(STAGE) molecule molecule test --scenario-name default
+
+test: lint unit sanity
+
+docs: venv
+	scripts/role_docs.py
+
+build: venv
+	ansible-galaxy collection build --force --output-path build/
+
+demo: venv link
+	scripts/demo.sh up
+
+down:
+	scripts/demo.sh down
+
+clean: down
+	rm -rf build .state

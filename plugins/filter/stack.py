@@ -1,0 +1,29 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that derive stack facts from inventory; logic in module_utils/inventory.py."""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import inventory
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
+    InputError,
+)
+
+
+def _wrap(function):
+    def filter_function(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except InputError as exc:
+            raise AnsibleFilterError("zerotrust.mailstack.%s: %s" % (function.__name__, exc)) from None
+
+    filter_function.__name__ = function.__name__
+    return filter_function
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "host_records": _wrap(inventory.host_records),
+            "server_sans": _wrap(inventory.server_sans),
+            "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),
+        }

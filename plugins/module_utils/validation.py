@@ -1,0 +1,172 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Input validation shared by the collection's filters, modules and actions.
+
+Every value that ends up in a rendered config file passes through here first,
+so that a newline, a NUL or a malformed name is refused with a message naming
+the variable instead of becoming an injected config line.
+"""
+
+import ipaddress
+import re
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class InputError(ValueError):
+    """A value that must not reach a host; `path` names the variable."""
+
+    def __init__(self, path, message):
+        self.path = path
+        super().__init__("%s: %s" % (path, message))
+
+
+def check_text(value, path):
+    """A single-line string without control characters."""
+    if not isinstance(value, str):
+        raise InputError(path, "must be a string, got %s" % type(value).__name__)
+    match = _CONTROL.search(value)
+    if match:
+        raise InputError(path, "contains the control character %r (newline/NUL injection)" % match.group())
+    return value
+
+
+def check_hostname(value, path):
+    """A host name: one or more DNS labels (letters, digits, hyphens)."""
+    check_text(value, path)
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253:
+        raise InputError(path, "%r is not a valid host name (length)" % value)
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            raise InputError(path, "%r is not a valid host name (label %r)" % (value, label))
+    return value
+
+
+def check_domain(value, path):
+    """A fully qualified domain: at least two labels, not all-numeric TLD."""
+    check_hostname(value, path)
+    labels = value.rstrip(".").split(".")
+    if len(labels) < 2:
+        raise InputError(path, "%r is not a fully qualified domain" % value)
+    if labels[-1].isdigit():
+        raise InputError(path, "%r has a numeric top-level label" % value)
+    return value
+
+
+def check_ip(value, path):
+    check_text(value, path)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InputError(path, "%r is not an IP address" % value) from None
+    return value
+
+
+def check_cidr(value, path):
+    """A network in CIDR notation with no host bits set (10.0.0.0/8, not 10.0.0.1/8)."""
+    check_text(value, path)
+    if "/" not in value:
+        raise InputError(path, "%r is not in CIDR notation (missing /prefix)" % value)
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InputError(path, "%r is not a valid CIDR network (%s)" % (value, exc)) from None
+    return value
+
+
+def check_email(value, path):
+    check_text(value, path)
+    local, sep, domain = value.rpartition("@")
+    if not sep or not _LOCAL_PART.match(local) or local.startswith(".") or ".." in local:
+        raise InputError(path, "%r is not a valid mail address" % value)
+    check_domain(domain, path)
+    return value
+
+
+def check_port(value, path):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise InputError(path, "%r is not a TCP/UDP port number" % (value,))
+    return value
+
+
+CHECKS = {
+    "text": check_text,
+    "hostname": check_hostname,
+    "domain": check_domain,
+    "ip": check_ip,
+    "cidr": check_cidr,
+    "email": check_email,
+    "port": check_port,
+}
+
+
+def check_no_control_chars(value, path):
+    """Walk a nested value and refuse control characters in any key or string."""
+    if isinstance(value, str):
+        check_text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                check_text(key, "%s (key)" % path)
+            check_no_control_chars(item, "%s.%s" % (path, key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_no_control_chars(item, "%s[%d]" % (path, index))
+
+
+def _select(value, steps, path):
+    """Yield (path, value) for every element a format path addresses."""
+    if not steps:
+        yield path, value
+        return
+    step, rest = steps[0], steps[1:]
+    if step == "[]":
+        if not isinstance(value, (list, tuple)):
+            raise InputError(path, "must be a list, got %s" % type(value).__name__)
+        for index, item in enumerate(value):
+            yield from _select(item, rest, "%s[%d]" % (path, index))
+    elif step == "{}":
+        if not isinstance(value, dict):
+            raise InputError(path, "must be a mapping, got %s" % type(value).__name__)
+        for key, item in value.items():
+            yield from _select(item, rest, "%s.%s" % (path, key))
+    else:
+        if not isinstance(value, dict):
+            raise InputError(path, "must be a mapping, got %s" % type(value).__name__)
+        if step in value and value[step] is not None:
+            yield from _select(value[step], rest, "%s.%s" % (path, step))
+
+
+def parse_format_path(spec):
+    """'zones[].records[].name' -> ('zones', ['[]', 'records', '[]', 'name'])."""
+    tokens = re.findall(r"\[\]|\{\}|[^.\[\]{}]+", spec)
+    if not tokens or tokens[0] in ("[]", "{}"):
+        raise ValueError("format path %r must start with a variable name" % spec)
+    return tokens[0], tokens[1:]
+
+
+def validate_formats(values, formats):
+    """Check `values` (variable name -> value) against `formats` (path -> kind).
+
+    A path names a variable and optionally descends into it: `[]` is every list
+    element, `{}` every mapping value, a bare word a mapping key. Variables that
+    are absent or null are skipped: required-ness is the argument spec's job.
+    """
+    for spec, kind in formats.items():
+        if kind not in CHECKS:
+            raise ValueError("unknown format %r for %s" % (kind, spec))
+        name, steps = parse_format_path(spec)
+        if values.get(name) is None:
+            continue
+        for path, item in _select(values[name], steps, name):
+            CHECKS[kind](item, path)
+
+
+def validate_inputs(values, formats):
+    """The whole input check of a role: no control characters anywhere, then formats."""
+    for name, value in values.items():
+        check_no_control_chars(value, name)
+    validate_formats(values, formats)
