@@ -45,7 +45,7 @@ sanity: venv
 molecule: venv link
 	$(STAGE) molecule molecule test --scenario-name default
 
-test: lint unit sanity
+test: lint unit sanity molecule
 
 docs: venv
 	scripts/role_docs.py

@@ -47,7 +47,8 @@ DEBIAN_FRONTEND=noninteractive chroot "$root" \
   apt-get install -y -qq --no-install-recommends "${extra[@]}" >&2
 chroot "$root" apt-get clean
 rm -f "$root/usr/sbin/policy-rc.d"
-rm -rf "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/var/tmp/*
+# Package lists stay: a converge soon after the build need not fetch them again.
+rm -rf "$root"/tmp/* "$root"/var/tmp/*
 
 # Units that make no sense in a container and slow its boot.
 for unit in systemd-udevd.service systemd-udev-trigger.service getty@tty1.service \

@@ -66,12 +66,16 @@ def check_ip(value, path):
 
 
 def check_cidr(value, path):
-    """A network in CIDR notation with no host bits set (10.0.0.0/8, not 10.0.0.1/8)."""
+    """A network in CIDR notation with no host bits set (10.0.0.0/8, not 10.0.0.1/8).
+
+    IPv6 may be bracketed as Postfix writes it: [2001:db8::]/32.
+    """
     check_text(value, path)
     if "/" not in value:
         raise InputError(path, "%r is not in CIDR notation (missing /prefix)" % value)
+    network = re.sub(r"^\[([0-9a-fA-F:.]+)\]/", r"\1/", value)
     try:
-        ipaddress.ip_network(value, strict=True)
+        ipaddress.ip_network(network, strict=True)
     except ValueError as exc:
         raise InputError(path, "%r is not a valid CIDR network (%s)" % (value, exc)) from None
     return value

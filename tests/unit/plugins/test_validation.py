@@ -33,12 +33,16 @@ def test_non_string_refused():
         v.check_hostname(42, "h")
 
 
-@pytest.mark.parametrize("value", ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32", "127.0.0.1/32"])
+@pytest.mark.parametrize(
+    "value", ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32", "127.0.0.1/32", "[::1]/128", "[2001:db8::]/32"]
+)
 def test_valid_cidrs(value):
     assert v.check_cidr(value, "c") == value
 
 
-@pytest.mark.parametrize("value", ["10.0.0.1/8", "10.0.0.0", "300.0.0.0/8", "10.0.0.0/33", "fe80::/129", "any"])
+@pytest.mark.parametrize(
+    "value", ["10.0.0.1/8", "10.0.0.0", "300.0.0.0/8", "10.0.0.0/33", "fe80::/129", "any", "[10.0.0.0]/8x"]
+)
 def test_invalid_cidrs(value):
     with pytest.raises(v.InputError):
         v.check_cidr(value, "c")

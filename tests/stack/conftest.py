@@ -1,0 +1,79 @@
+"""Helpers for the stack tests: they reach the containers as a client would.
+
+Commands run inside a container with `podman exec` (the ext host is the
+outside peer); nothing here reads a daemon's internals to decide a result.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STACK = os.environ.get("MAILSTACK_STACK") or "molecule"
+STATE = pathlib.Path(os.environ.get("MAILSTACK_STATE_DIR") or ROOT / ".state" / STACK)
+DOMAIN = "corp.example"
+STACK_HOSTS = ["dns", "ldap", "mx", "filter", "imap", "log"]
+ALL_HOSTS = STACK_HOSTS + ["ext"]
+
+
+def container(host):
+    return "zt-%s-%s" % (STACK, host)
+
+
+def sh(host, command, check=False, timeout=60):
+    """Run a shell command in a stack container and return the CompletedProcess."""
+    result = subprocess.run(
+        ["podman", "exec", container(host), "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError("%s: %s failed (%d): %s" % (host, command, result.returncode, result.stderr))
+    return result
+
+
+def copy_to(host, source, dest):
+    subprocess.run(["podman", "cp", str(source), "%s:%s" % (container(host), dest)], check=True)
+
+
+@pytest.fixture(scope="session")
+def addresses():
+    """Container addresses on the stack network, as Podman assigned them."""
+    found = {}
+    for host in ALL_HOSTS:
+        out = subprocess.run(["podman", "inspect", container(host)], capture_output=True, text=True, check=True)
+        networks = json.loads(out.stdout)[0]["NetworkSettings"]["Networks"]
+        found[host] = next(iter(networks.values()))["IPAddress"]
+    return found
+
+
+def run_playbook(*args, timeout=900):
+    """Run playbooks/site.yml (or another playbook) against this stack from the controller."""
+    # A clean Ansible environment: Molecule's settings (colour, callbacks) would change the output.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    env.update(
+        MAILSTACK_STACK=STACK,
+        MAILSTACK_STATE_DIR=str(STATE),
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
+        ANSIBLE_FORCE_COLOR="false",
+        NO_COLOR="1",
+    )
+    return subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i",
+            str(ROOT / "inventories" / "local" / "hosts.yml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )

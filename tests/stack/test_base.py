@@ -1,0 +1,34 @@
+"""ZT-BASE: minimal hosts, no login shells for services, journal on disk."""
+
+import pytest
+from conftest import ALL_HOSTS, sh
+
+NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS)
+def test_service_accounts_have_no_login_shell(host):
+    offenders = []
+    for line in sh(host, "getent passwd", check=True).stdout.splitlines():
+        name, _, uid, _, _, _, shell = line.split(":")
+        if int(uid) < 1000 and name != "root" and shell not in NOLOGIN:
+            offenders.append((name, shell))
+    assert offenders == []
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS)
+def test_unneeded_network_packages_are_absent(host):
+    for package in ("telnet", "rsh-client", "xinetd", "avahi-daemon", "rpcbind"):
+        status = sh(host, "dpkg-query -W -f='${Status}' %s 2>/dev/null" % package).stdout
+        assert "install ok installed" not in status, package
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS)
+def test_journal_is_persistent(host):
+    sh(host, "logger -t zt-test persistent-journal-probe; journalctl --flush", check=True)
+    assert sh(host, "ls /var/log/journal/*/system.journal").returncode == 0
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS)
+def test_sensitive_directories_are_closed(host):
+    assert sh(host, "stat -c %a /root /etc/cron.d").stdout.split() == ["700", "700"]

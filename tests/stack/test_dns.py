@@ -1,0 +1,79 @@
+"""ZT-DNS: every host resolves through the stack's signed zones."""
+
+import re
+
+import pytest
+from conftest import ALL_HOSTS, DOMAIN, STACK_HOSTS, STATE, copy_to, sh
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS)
+def test_host_resolves_through_the_stack_name_server(host, addresses):
+    expected = "127.0.0.1" if host == "dns" else addresses["dns"]
+    nameservers = [
+        line.split()[1]
+        for line in sh(host, "cat /etc/resolv.conf").stdout.splitlines()
+        if line.startswith("nameserver")
+    ]
+    assert nameservers == [expected]
+    for peer in STACK_HOSTS:
+        answer = sh(host, "getent ahostsv4 %s.%s" % (peer, DOMAIN), check=True).stdout.split()
+        assert answer[0] == addresses[peer], "%s resolved %s wrongly" % (host, peer)
+
+
+def test_mx_records_point_at_the_mail_hosts(addresses):
+    assert sh("ext", "dig +short MX %s" % DOMAIN).stdout.strip() == "10 mx.%s." % DOMAIN
+    assert sh("mx", "dig +short MX outside.example").stdout.strip() == "10 ext.outside.example."
+    assert sh("mx", "dig +short A ext.outside.example").stdout.strip() == addresses["ext"]
+
+
+@pytest.fixture(scope="module")
+def anchors():
+    copy_to("ext", STATE / "dns" / "trust-anchors.conf", "/tmp/trust-anchors.conf")
+    return "/tmp/trust-anchors.conf"
+
+
+@pytest.mark.parametrize(
+    "zone, name",
+    [
+        ("corp.example", "mx.corp.example"),
+        ("corp.example", "corp.example MX"),
+        ("outside.example", "ext.outside.example"),
+    ],
+)
+def test_dnssec_answers_validate_against_the_exported_anchor(anchors, addresses, zone, name):
+    out = sh("ext", "delv -a %s +root=%s @%s %s" % (anchors, zone, addresses["dns"], name))
+    assert "; fully validated" in out.stdout, out.stdout + out.stderr
+
+
+def test_dnssec_validation_fails_with_a_wrong_anchor(anchors, addresses, tmp_path):
+    # Change one character of each key: a validator must then refuse the answers.
+    text = (STATE / "dns" / "trust-anchors.conf").read_text()
+    bad = re.sub(r'(static-key 257 3 13 ")(.)', lambda m: m.group(1) + ("B" if m.group(2) == "A" else "A"), text)
+    assert bad != text
+    (tmp_path / "bad.conf").write_text(bad)
+    copy_to("ext", tmp_path / "bad.conf", "/tmp/bad-anchors.conf")
+    out = sh("ext", "delv -a /tmp/bad-anchors.conf +root=corp.example @%s mx.corp.example" % addresses["dns"])
+    assert "fully validated" not in out.stdout
+    assert "resolution failed" in out.stdout + out.stderr
+
+
+def test_zone_transfer_is_refused(addresses):
+    out = sh("ext", "dig AXFR %s @%s" % (DOMAIN, addresses["dns"]))
+    assert "Transfer failed" in out.stdout
+    assert "IN\tA" not in out.stdout
+
+
+def test_server_does_not_reveal_its_version(addresses):
+    out = sh("ext", "dig +short CH TXT version.bind @%s" % addresses["dns"])
+    assert "BIND" not in out.stdout and "9." not in out.stdout
+
+
+def test_exported_ds_set_matches_the_served_key(addresses):
+    ds = (STATE / "dns" / ("%s.ds" % DOMAIN)).read_text().split()
+    assert ds[:3] == ["corp.example.", "IN", "DS"] and ds[5] == "2"
+    served = sh(
+        "dns",
+        "dig +short DNSKEY %s @127.0.0.1 | grep '^257' | sed 's/^/%s. 3600 IN DNSKEY /' | dnssec-dsfromkey -2 -f - %s"
+        % (DOMAIN, DOMAIN, DOMAIN),
+    )
+    assert served.stdout.split()[-1] == ds[-1]
