@@ -21,7 +21,7 @@ make --no-print-directory link
 start=$(date +%s)
 playbook molecule/resources/stack.yml -e stack_state=present
 mkdir -p "$state"
-playbook playbooks/site.yml | tee "$state/converge.log"
+playbook molecule/default/converge.yml | tee "$state/converge.log"
 converged=$(date +%s)
 
 # Smoke check: the outside peer resolves the stack through its signed zone

@@ -1,0 +1,245 @@
+"""ZT-SMTP / ZT-TLS: the MX refuses what it must, from outside, over the network."""
+
+import json
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from conftest import STATE, container, sh
+
+MX = "mx.corp.example"
+CLIENT_HELO = "client.outside.example"
+
+
+@pytest.fixture(scope="module")
+def mx(addresses):
+    return addresses["mx"]
+
+
+@pytest.fixture(scope="module")
+def tls_context():
+    return ssl.create_default_context(cafile=str(STATE / "ca.pem"))
+
+
+def smtp(address, port=25):
+    return smtplib.SMTP(address, port, local_hostname=CLIENT_HELO, timeout=20)
+
+
+def test_banner_names_no_software(mx):
+    with socket.create_connection((mx, 25), timeout=20) as conn:
+        banner = conn.recv(512).decode()
+    assert banner.startswith("220 %s ESMTP" % MX)
+    for word in ("Postfix", "Debian", "Ubuntu", "Linux"):
+        assert word.lower() not in banner.lower()
+
+
+def test_port_25_offers_tls_13_and_no_auth(mx, tls_context):
+    with smtp(mx) as client:
+        client.ehlo()
+        assert "auth" not in client.esmtp_features
+        client.starttls(context=tls_context)
+        assert client.sock.version() == "TLSv1.3"
+        client.ehlo()
+        assert "auth" not in client.esmtp_features
+        assert client.docmd("AUTH", "PLAIN AGRvZQBzZWNyZXQ=")[0] == 503
+
+
+def test_open_relay_is_refused_at_rcpt(mx, tls_context):
+    with smtp(mx) as client:
+        client.starttls(context=tls_context)
+        client.ehlo()
+        assert client.mail("peer@outside.example")[0] == 250
+        code, message = client.rcpt("victim@elsewhere.example")
+    assert code == 554 and b"Relay access denied" in message
+
+
+def test_open_relay_is_refused_from_the_outside_peer():
+    out = sh(
+        "ext",
+        "swaks --server %s --ehlo ext.outside.example --from peer@outside.example --to victim@elsewhere.example" % MX,
+    )
+    assert out.returncode != 0
+    assert "554 5.7.1" in out.stdout and "Relay access denied" in out.stdout
+
+
+def test_unknown_recipient_is_rejected_at_rcpt(mx):
+    with smtp(mx) as client:
+        client.ehlo()
+        client.mail("peer@outside.example")
+        code, message = client.rcpt("nobody@corp.example")
+        assert code == 550 and b"User unknown" in message
+        assert client.rcpt("demo@corp.example")[0] == 250
+
+
+def test_vrfy_is_disabled(mx):
+    with smtp(mx) as client:
+        assert client.docmd("VRFY", "demo@corp.example")[0] == 502
+
+
+def test_helo_is_required_and_checked(mx):
+    with smtp(mx) as client:
+        assert client.docmd("MAIL FROM:<peer@outside.example>")[0] == 503
+        assert client.docmd("HELO", "not_a_host")[0] == 250
+        client.docmd("MAIL FROM:<peer@outside.example>")
+        code, message = client.docmd("RCPT TO:<demo@corp.example>")
+    assert code in (501, 504) and b"Helo command rejected" in message
+
+
+def test_bare_lf_smuggling_probe_is_rejected(mx):
+    """An end-of-data with bare LF (\\n.\\n) must not end the message and start another."""
+    with socket.create_connection((mx, 25), timeout=20) as conn:
+        stream = conn.makefile("rwb")
+
+        def reply():
+            lines = []
+            while True:
+                line = stream.readline().decode()
+                lines.append(line)
+                if len(line) < 4 or line[3] != "-":
+                    return "".join(lines)
+
+        reply()
+        for command in (
+            "EHLO %s" % CLIENT_HELO,
+            "MAIL FROM:<peer@outside.example>",
+            "RCPT TO:<demo@corp.example>",
+            "DATA",
+        ):
+            stream.write(command.encode() + b"\r\n")
+            stream.flush()
+            assert reply()[0] in "23"
+        smuggled = (
+            b"Subject: probe\r\n\r\nfirst\n.\nMAIL FROM:<admin@corp.example>\r\n"
+            b"RCPT TO:<demo@corp.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n"
+        )
+        stream.write(smuggled)
+        stream.flush()
+        answer = reply()
+    assert answer.startswith("5") and "bare <LF>" in answer, answer
+
+
+@pytest.mark.parametrize("port, starttls", [(25, True), (587, True), (465, False)])
+def test_tls_11_handshake_is_refused(port, starttls):
+    base = "echo | timeout 20 openssl s_client -connect %s:%d %s -cipher DEFAULT@SECLEVEL=0" % (
+        MX,
+        port,
+        "-starttls smtp" if starttls else "",
+    )
+    refused = sh("ext", base + " -tls1_1 2>&1").stdout
+    assert "alert protocol version" in refused and "Cipher is (NONE)" in refused
+    accepted = sh("ext", base + " -tls1_2 2>&1").stdout
+    assert "Protocol: TLSv1.2" in accepted and "Cipher is (NONE)" not in accepted
+
+
+def test_submission_requires_starttls_before_auth(mx):
+    with smtp(mx, 587) as client:
+        client.ehlo()
+        assert "auth" not in client.esmtp_features
+        code, message = client.docmd("AUTH", "PLAIN AGRlbW8Ac2VjcmV0")
+        assert code == 530 and b"STARTTLS" in message
+        assert client.docmd("MAIL FROM:<demo@corp.example>")[0] == 530
+
+
+def test_implicit_tls_submission_verifies_for_the_mx_name(mx, tls_context):
+    with (
+        socket.create_connection((mx, 465), timeout=20) as raw,
+        tls_context.wrap_socket(raw, server_hostname=MX) as conn,
+    ):
+        assert conn.version() == "TLSv1.3"
+        assert conn.recv(512).startswith(b"220 ")
+
+
+def test_mail_from_outside_is_accepted_over_tls_13():
+    out = sh(
+        "ext",
+        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
+        "--to demo@corp.example --header 'Subject: inbound-probe'" % MX,
+    )
+    assert out.returncode == 0, out.stdout[-1500:]
+    assert "TLS started with cipher TLSv1.3" in out.stdout
+    assert "250 2.0.0 Ok: queued" in out.stdout
+
+
+def test_mail_to_outside_leaves_over_verified_tls():
+    marker = "outbound-probe-%d" % time.time()
+    sh(
+        "mx",
+        "printf 'Subject: %s\\n\\nhello\\n' | sendmail -f demo@corp.example peer@outside.example" % marker,
+        check=True,
+    )
+    for _ in range(60):
+        found = sh("ext", "grep -rl '%s' /var/mail/vhosts/outside.example/peer/new/ 2>/dev/null" % marker)
+        if found.returncode == 0:
+            break
+        time.sleep(1)
+    assert found.returncode == 0, "the message never reached the outside peer"
+    log = sh("mx", "journalctl -t postfix/smtp --no-pager -n 200").stdout
+    # "Verified" with security level dane: the peer's key matched its DNSSEC-validated TLSA record.
+    assert "Verified TLS connection established to ext.outside.example" in log
+    assert "TLSv1.3" in log
+
+
+def test_mx_resolver_validates_the_stack_zones():
+    answer = sh("mx", "dig +dnssec ext.outside.example @127.0.0.1").stdout
+    flags = re.search(r"^;; flags:([^;]*);", answer, re.M).group(1).split()
+    assert "ad" in flags, answer
+
+
+def test_published_tlsa_matches_the_mx_key():
+    published = sh("ext", "dig +short TLSA _25._tcp.%s" % MX).stdout.split()
+    digest = sh(
+        "mx",
+        "openssl x509 -in /etc/ssl/mailstack/host.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum",
+        check=True,
+    ).stdout.split()[0]
+    assert published[:3] == ["3", "1", "1"]
+    assert "".join(published[3:]).lower() == digest
+
+
+def test_dane_refuses_a_peer_whose_key_does_not_match_its_tlsa():
+    good = sh("mx", "posttls-finger -c -l dane -t 10 '[ext.outside.example]:25' 2>&1").stdout
+    assert "Verified TLS connection established" in good, good
+    bad = sh("mx", "posttls-finger -c -l dane -t 10 '[wrongkey.outside.example]:25' 2>&1").stdout
+    assert "Verified TLS connection established" not in bad
+    assert "Untrusted TLS connection established" in bad or "not verified" in bad, bad
+
+
+def test_connection_rate_limit_answers_4xx():
+    """From an address of its own, so the limit does not touch the other tests' client."""
+    script = (
+        "import socket,sys\n"
+        "codes=[]\n"
+        "for i in range(40):\n"
+        "    s=socket.create_connection(('%s',25),timeout=10,source_address=('%s',0))\n"
+        "    codes.append(s.recv(512)[:3].decode()); s.sendall(b'QUIT\\r\\n'); s.close()\n"
+        "print(' '.join(codes))\n"
+    )
+    alias = sh("ext", "ip -4 -o addr show dev eth0 | awk '{print $4}'", check=True).stdout.split()[0]
+    network, prefix = alias.split("/")
+    source = ".".join(network.split(".")[:3] + ["250"])
+    sh("ext", "ip addr add %s/%s dev eth0" % (source, prefix), check=True)
+    try:
+        mx = sh("ext", "getent ahostsv4 %s | head -1 | cut -d' ' -f1" % MX, check=True).stdout.strip()
+        codes = sh("ext", 'python3 -c "%s"' % (script % (mx, source)), check=True).stdout.split()
+    finally:
+        sh("ext", "ip addr del %s/%s dev eth0" % (source, prefix))
+    assert codes[:30] == ["220"] * 30
+    assert "421" in codes[30:]
+
+
+def queue_ids():
+    listing = sh("mx", "postqueue -j", check=True).stdout
+    return {json.loads(line)["queue_id"] for line in listing.splitlines() if line.strip()}
+
+
+def test_queued_mail_survives_a_container_restart():
+    # The inbound probe above waits in the queue (the imap segment has no LMTP yet).
+    before = queue_ids()
+    assert before, "no queued message to carry over"
+    subprocess.run(["podman", "restart", container("mx")], check=True, capture_output=True)
+    sh("mx", "systemctl is-system-running --wait", timeout=120)
+    assert before <= queue_ids()
