@@ -40,6 +40,7 @@ unit: venv link
 	$(STAGE) pytest pytest tests/unit
 
 sanity: venv
+	$(STAGE) collection scripts/check-collection.sh
 	$(STAGE) ansible-test-sanity scripts/sanity.sh
 
 molecule: venv link

@@ -30,6 +30,12 @@ podman cp "$state/dns/trust-anchors.conf" zt-local-ext:/tmp/trust-anchors.conf
 dns_ip=$(podman exec zt-local-dns hostname -I | awk '{print $1}')
 podman exec zt-local-ext delv -a /tmp/trust-anchors.conf +root=corp.example "@$dns_ip" mx.corp.example | grep -q "fully validated"
 echo "smoke: mx.corp.example resolves with a validated DNSSEC chain"
+# CRLF and pauses: the MX refuses bare LF and commands sent ahead of its replies.
+reply=$( (printf 'EHLO smoke.example\r\n'; sleep 2; printf 'QUIT\r\n'; sleep 1) |
+  timeout 15 openssl s_client -quiet -connect 127.0.0.1:2525 -starttls smtp \
+    -verify_return_error -verify_hostname mx.corp.example -CAfile "$state/ca.pem" 2>/dev/null || true)
+grep -q "^250" <<<"$reply"
+echo "smoke: 127.0.0.1:2525 speaks SMTP with STARTTLS and a certificate for mx.corp.example from the stack CA"
 
 cat > "$state/credentials.json" <<JSON
 {
@@ -50,8 +56,8 @@ zerotrust.mailstack demo stack is up (converged in $((converged - start))s).
   DNS export  $state/dns/  (zone records, DS sets, trust anchors to publish)
   credentials $state/credentials.json
   published   127.0.0.1:2525 -> mx:25, :5587 -> mx:587, :4465 -> mx:465, :9993 -> imap:993
-              (the mail daemons behind them arrive with the postfix and dovecot roles)
+              (IMAP on 9993 arrives with the dovecot role)
   shell       podman exec -it zt-local-mx bash
-  converge    MAILSTACK_STACK=local .venv/bin/ansible-playbook playbooks/site.yml
+  converge    MAILSTACK_STACK=local .venv/bin/ansible-playbook molecule/default/converge.yml
   remove      make down
 TXT
