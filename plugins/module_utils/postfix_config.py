@@ -12,7 +12,7 @@ import re
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
 
 _PARAM = re.compile(r"^[a-z][A-Za-z0-9_]*$")  # smtp_tls_CAfile has capitals
-# A master.cf service-specific override (service name + "_" + parameter) is also a valid main.cf key.
+# A master.cf service name: a word, or [address]/address with an optional :port.
 _SERVICE = re.compile(r"^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9.]+):?[A-Za-z0-9_.-]*$")
 _WORD = re.compile(r"^[^\s{}]+$")
 MASTER_TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
