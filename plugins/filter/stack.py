@@ -3,7 +3,7 @@
 """Filters that derive stack facts from inventory; logic in module_utils/inventory.py."""
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.module_utils import inventory, tlsa
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import directory, inventory, tlsa
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
     InputError,
 )
@@ -27,4 +27,6 @@ class FilterModule:
             "server_sans": _wrap(inventory.server_sans),
             "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),
             "tlsa_rdata": _wrap(tlsa.tlsa_rdata),
+            "mail_users": _wrap(directory.mail_users),
+            "user_groups": _wrap(directory.user_groups),
         }

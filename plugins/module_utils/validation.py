@@ -96,8 +96,19 @@ def check_port(value, path):
     return value
 
 
+_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def check_login(value, path):
+    """A mail login name: lower-case letters, digits, dot, underscore, hyphen."""
+    if not isinstance(value, str) or not _LOGIN.match(value):
+        raise InputError(path, "%r is not a login name (a-z, 0-9, . _ -, at most 64)" % (value,))
+    return value
+
+
 CHECKS = {
     "text": check_text,
+    "login": check_login,
     "hostname": check_hostname,
     "domain": check_domain,
     "ip": check_ip,

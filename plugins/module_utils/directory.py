@@ -1,0 +1,58 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mail users as the directory holds them, derived from the `mailstack_users` inventory list."""
+
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
+    InputError,
+    check_email,
+    check_login,
+    check_text,
+)
+
+USER_KEYS = {"login", "name", "mail", "aliases", "groups", "enabled"}
+
+
+def mail_users(users, path="mailstack_users"):
+    """Check the user list and fill in defaults; a login or address used twice is an error."""
+    if not isinstance(users, list):
+        raise InputError(path, "must be a list of users")
+    logins, addresses, result = set(), {}, []
+    for index, user in enumerate(users):
+        where = "%s[%d]" % (path, index)
+        if not isinstance(user, dict):
+            raise InputError(where, "must be a dict")
+        unknown = set(user) - USER_KEYS
+        if unknown:
+            raise InputError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+        login = check_login(user.get("login"), where + ".login")
+        if login in logins:
+            raise InputError(where + ".login", "%r is declared twice" % login)
+        logins.add(login)
+        enabled = user.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise InputError(where + ".enabled", "must be a boolean")
+        entry = {
+            "login": login,
+            "name": check_text(user.get("name") or login, where + ".name"),
+            "mail": check_email(user.get("mail"), where + ".mail").lower(),
+            "aliases": [check_email(a, where + ".aliases").lower() for a in user.get("aliases") or []],
+            "groups": [check_login(g, where + ".groups") for g in user.get("groups") or []],
+            "enabled": enabled,
+        }
+        for address in [entry["mail"]] + entry["aliases"]:
+            if address in addresses:
+                raise InputError(where, "%s already belongs to %s" % (address, addresses[address]))
+            addresses[address] = login
+        result.append(entry)
+    return result
+
+
+def user_groups(users, people_dn):
+    """{group: [member DN, ...]} of the enabled users, members sorted."""
+    groups = {}
+    for user in mail_users(users):
+        if not user["enabled"]:
+            continue
+        for group in user["groups"]:
+            groups.setdefault(group, []).append("uid=%s,%s" % (user["login"], people_dn))
+    return {name: sorted(members) for name, members in sorted(groups.items())}

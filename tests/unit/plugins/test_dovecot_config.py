@@ -1,0 +1,235 @@
+import os
+import re
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+from ansible_collections.zerotrust.mailstack.plugins.filter.dovecot import dovecot_conf
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import dovecot_config as dc
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
+from jinja2.nativetypes import NativeEnvironment
+
+ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "dovecot")
+
+
+def test_renders_settings_sections_and_types_in_order():
+    text = dc.render_dovecot_conf(
+        {
+            "protocols": ["imap", "lmtp"],
+            "auth_verbose": True,
+            "auth_allow_cleartext": False,
+            "auth_cache_size": 0,
+            "removed": None,
+            "service imap-login": {
+                "inet_listener imap": {"port": 0},
+                "inet_listener imaps": {"port": 993, "ssl": True},
+                "gone": None,
+            },
+            "passdb lua": {"lua_file": "/etc/dovecot/a.lua", "lua_settings": {"socket": "/run/a.sock"}},
+            "auth_username_format": "%{user | lower}",
+        }
+    )
+    assert text == (
+        "protocols = imap lmtp\n"
+        "auth_verbose = yes\n"
+        "auth_allow_cleartext = no\n"
+        "auth_cache_size = 0\n"
+        "service imap-login {\n"
+        "  inet_listener imap {\n"
+        "    port = 0\n"
+        "  }\n"
+        "  inet_listener imaps {\n"
+        "    port = 993\n"
+        "    ssl = yes\n"
+        "  }\n"
+        "}\n"
+        "passdb lua {\n"
+        "  lua_file = /etc/dovecot/a.lua\n"
+        "  lua_settings {\n"
+        "    socket = /run/a.sock\n"
+        "  }\n"
+        "}\n"
+        "auth_username_format = %{user | lower}\n"
+    )
+
+
+def test_empty_values_sections_and_quoting():
+    assert dc.render_dovecot_conf({"mail_plugins": "", "plugin": {}}) == "mail_plugins =\nplugin {\n}\n"
+    assert dc.render_dovecot_conf({"log_timestamp": "%b %d "}) == 'log_timestamp = "%b %d "\n'
+    assert dc.render_dovecot_conf({"x": "a#b"}) == 'x = "a#b"\n'
+    assert dc.render_dovecot_conf({}) == "\n"
+
+
+def test_section_heads_with_listener_paths():
+    text = dc.render_dovecot_conf({"service auth": {"unix_listener login/login": {"mode": "0666"}}})
+    assert "  unix_listener login/login {\n" in text
+
+
+def test_file_includes_only_for_allowed_keys():
+    assert dc.render_dovecot_conf({"ssl_cert": "</etc/ssl/a.pem"}) == "ssl_cert = </etc/ssl/a.pem\n"
+    assert dc.render_dovecot_conf({"ssl_key": "</k"}, ["ssl_key"]) == "ssl_key = </k\n"
+    assert dc.render_dovecot_conf({"ssl_client_ca_file": "</c"}, ["ssl_client_ca_file"])
+    with pytest.raises(InputError, match="reads a file") as err:
+        dc.render_dovecot_conf({"passdb lua": {"lua_file": "</etc/shadow"}})
+    assert err.value.path == "dovecot_conf.passdb lua.lua_file"
+    with pytest.raises(InputError, match="reads a file"):
+        dc.render_dovecot_conf({"auth_mechanisms": ["plain", " <x"]})
+
+
+@pytest.mark.parametrize(
+    "conf, path, message",
+    [
+        ({"ssl": "yes\nauth_mechanisms = plain"}, "dovecot_conf.ssl", "control character"),
+        ({"ssl": "yes\rx"}, "dovecot_conf.ssl", "control character"),
+        ({"ssl": "yes\x00"}, "dovecot_conf.ssl", "control character"),
+        ({"ssl": "yes\tno"}, "dovecot_conf.ssl", "control character"),
+        ({"ssl = no\n": "yes"}, "dovecot_conf.ssl = no\n", "control character"),
+        ({"ssl = no": "yes"}, "dovecot_conf.ssl = no", "not a Dovecot setting name"),
+        ({"Ssl": "yes"}, "dovecot_conf.Ssl", "not a Dovecot setting name"),
+        ({"!include": "/etc/passwd"}, "dovecot_conf.!include", "not a Dovecot setting name"),
+        ({"protocols": ["imap", "pop3\nssl = no"]}, "dovecot_conf.protocols[1]", "control character"),
+        ({"protocols": ["imap", {"x": 1}]}, "dovecot_conf.protocols[1]", "list items"),
+        ({"protocols": [["imap"]]}, "dovecot_conf.protocols[0]", "list items"),
+        ({"protocols": [None]}, "dovecot_conf.protocols[0]", "list items"),
+        ({"ssl": 1.5}, "dovecot_conf.ssl", "must be a string"),
+        ({"ssl": "yes {"}, "dovecot_conf.ssl", "braces"),
+        ({"ssl": "}"}, "dovecot_conf.ssl", "braces"),
+        ({"mail_home": "/var/%{user}}"}, "dovecot_conf.mail_home", "braces"),
+        ({"ssl": 'yes"'}, "dovecot_conf.ssl", "quotes"),
+        ({"ssl": "yes\\"}, "dovecot_conf.ssl", "backslashes"),
+        ({"service imap-login {\n  x": {"a": 1}}, "dovecot_conf.service imap-login {\n  x", "control"),
+        ({"service imap-login {": {"a": 1}}, "dovecot_conf.service imap-login {", "section head"),
+        ({"service imap login": {"a": 1}}, "dovecot_conf.service imap login", "section head"),
+        ({"service  imap": {"a": 1}}, "dovecot_conf.service  imap", "section head"),
+        ({"Service imap": {"a": 1}}, "dovecot_conf.Service imap", "section head"),
+        ({"service }": {"a": 1}}, "dovecot_conf.service }", "section head"),
+        (
+            {"service auth": {"inet_listener sasl": {"port": "1 }"}}},
+            "dovecot_conf.service auth.inet_listener sasl.port",
+            "braces",
+        ),
+        (
+            {"service auth": {"unix_listener a": {"mode\n": 1}}},
+            "dovecot_conf.service auth.unix_listener a.mode\n",
+            "control",
+        ),
+        ({1: "x"}, "dovecot_conf.1", "keys must be strings"),
+    ],
+)
+def test_refuses_injection_and_bad_shapes(conf, path, message):
+    with pytest.raises(InputError, match=message) as err:
+        dc.render_dovecot_conf(conf)
+    assert err.value.path == path
+
+
+def test_must_be_a_mapping():
+    with pytest.raises(InputError, match="mapping"):
+        dc.render_dovecot_conf(["ssl = yes"])
+
+
+def test_filter_returns_text_and_raises_ansible_errors():
+    assert dovecot_conf({"ssl": "required"}) == "ssl = required\n"
+    assert dovecot_conf({"x_file": "<x"}, ["x_file"]) == "x_file = <x\n"
+    with pytest.raises(AnsibleFilterError, match=r"dovecot_conf\.service auth\.port"):
+        dovecot_conf({"service auth": {"port": "1\n}"}})
+
+
+def _role_vars():
+    # What the inventory and fact gathering would give the role.
+    data = {"mailstack_domain": "corp.example", "ansible_facts": {"virtualization_type": "podman"}}
+    for name in ("defaults", "vars"):
+        with open(os.path.join(ROLE, name, "main.yml")) as handle:
+            data.update(yaml.safe_load(handle))
+    env = NativeEnvironment()
+    env.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(pattern, replacement, value)
+
+    def resolve(value):
+        while isinstance(value, str) and "{{" in value:
+            value = env.from_string(value).render(**data)
+        if isinstance(value, dict):
+            return {key: resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item) for item in value]
+        return value
+
+    for _ in range(3):
+        data = {key: resolve(value) for key, value in data.items()}
+    return data
+
+
+@pytest.fixture(scope="module")
+def role_vars():
+    return _role_vars()
+
+
+def test_role_base_config_24(role_vars):
+    text = dc.render_dovecot_conf(role_vars["__dovecot_conf_24"])
+    lines = text.splitlines()
+    assert lines[:2] == ["dovecot_config_version = 2.4.0", "dovecot_storage_version = 2.4.0"]
+    for line in (
+        "protocols = imap lmtp",
+        "ssl = required",
+        "ssl_server_cert_file = /etc/ssl/mailstack/host.pem",
+        "ssl_server_key_file = /etc/ssl/mailstack/private/host.key",
+        "ssl_server_ca_file = /etc/ssl/mailstack/ca.pem",
+        "ssl_server_request_client_cert = yes",
+        "ssl_min_protocol = TLSv1.2",
+        "ssl_server_prefer_ciphers = client",
+        "auth_allow_cleartext = no",
+        "auth_mechanisms = plain login",
+        "auth_cache_size = 0",
+        "auth_verbose = yes",
+        "passdb lua {",
+        "userdb lua {",
+        "  lua_file = /etc/dovecot/mailstack-auth.lua",
+        "    socket = /run/mailstack-auth/auth.sock",
+        "mail_driver = maildir",
+        "mail_path = ~/Maildir",
+        "first_valid_uid = 5000",
+        "last_valid_uid = 5000",
+        "    port = 0",
+        "    port = 993",
+        "    port = 24",
+        "    port = 12345",
+    ):
+        assert line in lines, line
+    assert "ssl_cipher_list = " + role_vars["dovecot_tls_ciphers"] in lines
+    assert "!include" not in text and "pop3" not in text and "<" not in text
+
+
+def test_role_base_config_23(role_vars):
+    text = dc.render_dovecot_conf(role_vars["__dovecot_conf_23"])
+    lines = text.splitlines()
+    for line in (
+        "protocols = imap lmtp",
+        "ssl = required",
+        "ssl_cert = </etc/ssl/mailstack/host.pem",
+        "ssl_key = </etc/ssl/mailstack/private/host.key",
+        "ssl_ca = </etc/ssl/mailstack/ca.pem",
+        "ssl_verify_client_cert = yes",
+        "ssl_prefer_server_ciphers = no",
+        "disable_plaintext_auth = yes",
+        "auth_username_format = %Lu",
+        "auth_cache_size = 0",
+        "  driver = lua",
+        "  args = file=/etc/dovecot/mailstack-auth.lua blocking=yes",
+        "mail_location = maildir:~/Maildir",
+    ):
+        assert line in lines, line
+    env = next(line for line in lines if line.startswith("import_environment = "))
+    assert env.split()[2:8] == ["TZ", "CORE_OUTOFMEM", "CORE_ERROR", "LISTEN_PID", "LISTEN_FDS", "NOTIFY_SOCKET"]
+    assert "MAILSTACK_AUTH_SOCKET=/run/mailstack-auth/auth.sock" in env.split()
+    assert "MAILSTACK_AUTH_MAIL_ROOT=/var/vmail" in env.split()
+    assert "!include" not in text and "pop3" not in text
+
+
+def test_role_overrides_remove_and_change(role_vars):
+    from ansible.plugins.filter.core import combine
+
+    conf = combine(
+        role_vars["__dovecot_conf_24"],
+        {"auth_verbose": None, "service auth": None, "service lmtp": {"inet_listener lmtp": {"port": 2424}}},
+        recursive=True,
+    )
+    text = dc.render_dovecot_conf(conf)
+    assert "auth_verbose" not in text and "12345" not in text and "    port = 2424\n" in text
