@@ -37,15 +37,41 @@ reply=$( (printf 'EHLO smoke.example\r\n'; sleep 2; printf 'QUIT\r\n'; sleep 1) 
 grep -q "^250" <<<"$reply"
 echo "smoke: 127.0.0.1:2525 speaks SMTP with STARTTLS and a certificate for mx.corp.example from the stack CA"
 
-cat > "$state/credentials.json" <<JSON
-{
-  "domain": "corp.example",
-  "address": "demo@corp.example",
-  "ca": "$PWD/$state/ca.pem",
-  "note": "the demo user's password, TOTP secret and app password are added when the identity roles enrol it"
+# The demo user is enrolled the way an operator enrols anyone: password, TOTP
+# secret and, on the first run only, an app password for a mail client.
+if [ -n "$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_passwords"] or "")' \
+      "$state/credentials/demo.json" 2>/dev/null)" ]; then
+  playbook playbooks/user_enroll.yml -e user=demo >/dev/null
+else
+  playbook playbooks/user_enroll.yml -e user=demo -e app_name=demo-client >/dev/null
+fi
+.venv/bin/python - "$state" <<'PY'
+import imaplib, json, os, pathlib, ssl, sys
+state = pathlib.Path(sys.argv[1]).resolve()
+demo = json.loads((state / "credentials" / "demo.json").read_text())
+app = next(iter(demo["app_passwords"].values()))
+summary = {
+    "domain": "corp.example", "login": demo["login"], "address": demo["mail"],
+    "password": demo["password"], "totp_secret": demo["totp_secret"], "otpauth_uri": demo["otpauth_uri"],
+    "app_password": app["secret"], "app_password_scopes": app["scopes"],
+    "imap": "127.0.0.1:9993 (TLS, name imap.corp.example)",
+    "submission": "127.0.0.1:5587 (STARTTLS) and 127.0.0.1:4465 (TLS), name mx.corp.example",
+    "ca": str(state / "ca.pem"),
 }
-JSON
-chmod 0600 "$state/credentials.json"
+path = state / "credentials.json"
+path.write_text(json.dumps(summary, indent=2) + "\n")
+os.chmod(path, 0o600)
+# Smoke check: the app password opens the INBOX over the published IMAP port.
+context = ssl.create_default_context(cafile=str(state / "ca.pem"))
+class Imap(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        return self.ssl_context.wrap_socket(imaplib.IMAP4._create_socket(self, timeout), server_hostname="imap.corp.example")
+client = Imap("127.0.0.1", 9993, ssl_context=context, timeout=30)
+client.login("demo", app["secret"])
+assert client.select("INBOX")[0] == "OK"
+client.logout()
+PY
+echo "smoke: 127.0.0.1:9993 logs the demo user in with its app password (IMAP over TLS, imap.corp.example)"
 
 cat <<TXT
 
@@ -54,9 +80,8 @@ zerotrust.mailstack demo stack is up (converged in $((converged - start))s).
   name server $dns_ip  (zones corp.example, outside.example; DNSSEC-signed)
   stack CA    $state/ca.pem
   DNS export  $state/dns/  (zone records, DS sets, trust anchors to publish)
-  credentials $state/credentials.json
+  credentials $state/credentials.json  (demo user: password + TOTP, app password)
   published   127.0.0.1:2525 -> mx:25, :5587 -> mx:587, :4465 -> mx:465, :9993 -> imap:993
-              (IMAP on 9993 arrives with the dovecot role)
   shell       podman exec -it zt-local-mx bash
   converge    MAILSTACK_STACK=local .venv/bin/ansible-playbook molecule/default/converge.yml
   remove      make down

@@ -3,7 +3,7 @@
 """Filters that derive stack facts from inventory; logic in module_utils/inventory.py."""
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.module_utils import directory, inventory, tlsa
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import directory, firewall, inventory, tlsa
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
     InputError,
 )
@@ -28,5 +28,7 @@ class FilterModule:
             "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),
             "tlsa_rdata": _wrap(tlsa.tlsa_rdata),
             "mail_users": _wrap(directory.mail_users),
+            "effective_users": _wrap(directory.effective_users),
+            "nft_rules": _wrap(firewall.nft_rules),
             "user_groups": _wrap(directory.user_groups),
         }

@@ -56,3 +56,9 @@ def user_groups(users, people_dn):
         for group in user["groups"]:
             groups.setdefault(group, []).append("uid=%s,%s" % (user["login"], people_dn))
     return {name: sorted(members) for name, members in sorted(groups.items())}
+
+
+def effective_users(users, revoked=()):
+    """The checked users, with those revoked in the directory disabled."""
+    revoked = set(revoked)
+    return [dict(user, enabled=user["enabled"] and user["login"] not in revoked) for user in mail_users(users)]

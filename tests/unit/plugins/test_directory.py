@@ -52,3 +52,8 @@ def test_groups_hold_only_enabled_members_sorted():
         "admins": ["uid=alice," + PEOPLE],
         "staff": ["uid=alice," + PEOPLE, "uid=bob," + PEOPLE],
     }
+
+
+def test_revoked_users_stay_disabled_whatever_the_inventory_says():
+    users = [{"login": "alice", "mail": "alice@corp.example"}, {"login": "bob", "mail": "bob@corp.example"}]
+    assert [u["enabled"] for u in directory.effective_users(users, ["bob"])] == [True, False]

@@ -136,7 +136,11 @@ def test_filter_returns_text_and_raises_ansible_errors():
 
 def _role_vars():
     # What the inventory and fact gathering would give the role.
-    data = {"mailstack_domain": "corp.example", "ansible_facts": {"virtualization_type": "podman"}}
+    data = {
+        "mailstack_domain": "corp.example",
+        "groups": {"mx": ["mx"]},
+        "ansible_facts": {"virtualization_type": "podman"},
+    }
     for name in ("defaults", "vars"):
         with open(os.path.join(ROLE, name, "main.yml")) as handle:
             data.update(yaml.safe_load(handle))

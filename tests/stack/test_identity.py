@@ -1,0 +1,554 @@
+"""ZT-ID, ZT-AUTH, ZT-LDAP: mail logins need the password and a fresh TOTP code, or a
+scoped, unexpired, unrevoked app password (device-bound ones only with a device
+certificate); the directory refuses anonymous and cleartext binds and hides secrets.
+
+Users are enrolled through playbooks/user_enroll.yml and revoked through
+playbooks/user_revoke.yml, as an operator would; logins are real IMAP sessions
+from the controller to the imap container, with the server certificate verified.
+"""
+
+import contextlib
+import imaplib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import smtplib
+import ssl
+import stat
+import string
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, STATE, container, run_playbook, sh
+
+COLLECTIONS = ROOT / "build" / "collections"
+_LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
+if not _LINK.is_symlink():
+    _LINK.parent.mkdir(parents=True, exist_ok=True)
+    _LINK.symlink_to(ROOT)
+sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import mail_auth  # noqa: E402
+
+CA = STATE / "ca.pem"
+CREDENTIALS = STATE / "credentials"
+DEVICES = STATE / "pki" / "devices"
+IMAP_NAME = "imap.corp.example"
+PEOPLE = "ou=people,dc=corp,dc=example"
+LOG_LINE = re.compile(
+    r"^auth result=fail reason=(?P<reason>\S+) service=(?P<service>\S+) user=(?P<user>\S+) rip=(?P<rip>\S+)"
+)
+
+# The last TOTP step each user logged in with during this session: a step is accepted once.
+_USED_STEPS = {}
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def credentials(login):
+    return json.loads((CREDENTIALS / ("%s.json" % login)).read_text())
+
+
+def enroll(login, *extra):
+    """Run user_enroll.yml; (result, ids of the app passwords it added, credentials)."""
+    before = set(credentials(login)["app_passwords"]) if (CREDENTIALS / ("%s.json" % login)).exists() else set()
+    args = ["playbooks/user_enroll.yml", "-e", "user=%s" % login]
+    for item in extra:
+        args += ["-e", item]
+    result = run_playbook(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    creds = credentials(login)
+    return result, sorted(set(creds["app_passwords"]) - before), creds
+
+
+def revoke(login, *extra):
+    args = ["playbooks/user_revoke.yml", "-e", "user=%s" % login]
+    for item in extra:
+        args += ["-e", item]
+    return run_playbook(*args)
+
+
+def recap_changed(stdout, host):
+    match = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % host, stdout, re.M)
+    assert match, stdout[-2000:]
+    return int(match.group(1))
+
+
+class _Imap(imaplib.IMAP4_SSL):
+    """IMAP over TLS to an address, verifying the certificate for the server's name."""
+
+    def _create_socket(self, timeout):
+        sock = imaplib.IMAP4._create_socket(self, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=IMAP_NAME)
+
+
+def imap_login(address, user, password, cert=None):
+    """True when LOGIN succeeds; then SELECT INBOX must work too."""
+    context = ssl.create_default_context(cafile=str(CA))
+    if cert:
+        context.load_cert_chain(str(DEVICES / ("%s.pem" % cert)), str(DEVICES / ("%s.key" % cert)))
+    client = _Imap(address, 993, ssl_context=context, timeout=30)
+    try:
+        try:
+            client.login(user, password)
+        except imaplib.IMAP4.error:
+            return False
+        status, _ = client.select("INBOX")
+        assert status == "OK", "logged in, but SELECT INBOX failed"
+        return True
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            client.logout()
+
+
+def fresh_code(login, secret):
+    """A code of a time step this user has not logged in with yet, not about to roll over."""
+    while True:
+        now = time.time()
+        step = int(now // mail_auth.TOTP_PERIOD)
+        if step > _USED_STEPS.get(login, -1) and now % mail_auth.TOTP_PERIOD < 25:
+            _USED_STEPS[login] = step
+            return mail_auth.totp(secret, step), step
+        time.sleep(mail_auth.TOTP_PERIOD - now % mail_auth.TOTP_PERIOD + 0.2)
+
+
+def wrong_code(secret):
+    """A code no step within the accepted window (±1, with margin) produces."""
+    step = int(time.time() // mail_auth.TOTP_PERIOD)
+    valid = {mail_auth.totp(secret, s) for s in range(step - 3, step + 4)}
+    code = secrets.randbelow(10**6)
+    while "%06d" % code in valid:
+        code = (code + 1) % 10**6
+    return "%06d" % code
+
+
+def last_auth_line(user):
+    out = sh("imap", "journalctl -u mailstack-authd -o cat -n 300 --no-pager", check=True).stdout
+    lines = [line for line in out.splitlines() if line.startswith("auth ") and " user=%s " % user in line]
+    assert lines, "no auth line for %s in the daemon's log" % user
+    return lines[-1]
+
+
+def reason_of(user):
+    return re.search(r"reason=(\S+)", last_auth_line(user)).group(1)
+
+
+def ldapsearch(address, *args):
+    """ldapsearch from the controller to the ldap container.
+
+    The controller cannot resolve the stack's names, so the certificate name is not
+    checked here (test_pki checks it); the CA still must have signed it.
+    """
+    env = dict(os.environ, LDAPTLS_CACERT=str(CA), LDAPTLS_REQCERT="allow")
+    return subprocess.run(
+        ["ldapsearch", "-LLL", "-o", "nettimeout=10", "-H", "ldap://%s" % address, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def ldapi(ldif, command="ldapmodify"):
+    """A root write through ldapi in the ldap container (test set-up only)."""
+    result = subprocess.run(
+        ["podman", "exec", "-i", container("ldap"), command, "-Q", "-Y", "EXTERNAL", "-H", "ldapi:///"],
+        input=ldif,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def root_search(base, *args):
+    command = "ldapsearch -Q -LLL -Y EXTERNAL -H ldapi:/// -b '%s' %s" % (base, " ".join(args))
+    return sh("ldap", command, check=True).stdout
+
+
+# --- fixtures ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def imap(addresses):
+    return addresses["imap"]
+
+
+@pytest.fixture(scope="module")
+def enrolled():
+    """alice: new password and TOTP, an imap-only app password `laptop`;
+    bob: new password and TOTP, a device-bound app password `phone` with a device certificate;
+    demo: new password and TOTP (for the lockout test)."""
+    _, alice_apps, alice = enroll("alice", "new_password=true", "new_totp=true", "app_name=laptop", "app_scopes=imap")
+    _, bob_apps, bob = enroll(
+        "bob", "new_password=true", "new_totp=true", "app_name=phone", "app_device_bound=true", "device_cert=true"
+    )
+    _, _, demo = enroll("demo", "new_password=true", "new_totp=true")
+    assert len(alice_apps) == 1 and len(bob_apps) == 1
+    return {
+        "alice": alice,
+        "alice_laptop": alice["app_passwords"][alice_apps[0]]["secret"],
+        "bob": bob,
+        "bob_phone": bob["app_passwords"][bob_apps[0]]["secret"],
+        "demo": demo,
+    }
+
+
+# --- enrollment ----------------------------------------------------------------
+
+
+def test_credentials_file_and_qr_code_are_private(enrolled):
+    assert stat.S_IMODE(CREDENTIALS.stat().st_mode) == 0o700
+    for name in ("alice.json", "alice-totp.png"):
+        assert stat.S_IMODE((CREDENTIALS / name).stat().st_mode) == 0o600, name
+    assert (CREDENTIALS / "alice-totp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    alice = enrolled["alice"]
+    assert set(alice) >= {"login", "mail", "password", "totp_secret", "otpauth_uri", "app_passwords"}
+    assert alice["otpauth_uri"] == mail_auth.otpauth_uri(alice["totp_secret"], "alice@corp.example", "corp.example")
+    assert len(alice["password"]) == 20
+    assert re.fullmatch(r"[A-Z2-7]{32}", alice["totp_secret"])
+    laptop = [app for app in alice["app_passwords"].values() if app["secret"] == enrolled["alice_laptop"]][0]
+    assert laptop["name"] == "laptop" and laptop["scopes"] == ["imap"] and laptop["device_bound"] is False
+    assert mail_auth.parse_app_password(laptop["secret"])
+
+
+def test_directory_keeps_hashes_and_the_log_no_secret(enrolled):
+    entry = root_search("uid=alice,%s" % PEOPLE, "-s base userPassword")
+    assert enrolled["alice"]["password"] not in entry
+    assert "userPassword:: " in entry  # base64 of {ARGON2}...
+    log = sh("ldap", "journalctl -t mailstack-enroll -o cat --no-pager -n 50", check=True).stdout
+    app_id = enrolled["alice_laptop"].split("-")[0]
+    assert re.search(r"enroll user=alice changed=\S*app\S* app=%s device=laptop" % app_id, log), log
+    for secret in (enrolled["alice"]["password"], enrolled["alice"]["totp_secret"], enrolled["alice_laptop"]):
+        assert secret not in log
+
+
+def test_enrollment_run_again_without_new_flags_changes_nothing(enrolled):
+    before = (CREDENTIALS / "alice.json").read_text()
+    result, added, _ = enroll("alice")
+    assert recap_changed(result.stdout, "ldap") == 0
+    assert added == []
+    assert (CREDENTIALS / "alice.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["user=carol"], "not an enabled user"),
+        (["user=mallory"], "not an enabled user"),
+        (['{"user": "alice\\n"}'], "must be the login of a mail user"),
+        (["user=alice", "app_scopes=pop3", "app_name=x"], "app_scopes must be"),
+    ],
+)
+def test_enrollment_refuses_bad_input_before_any_change(extra, message):
+    args = ["playbooks/user_enroll.yml"]
+    for item in extra:
+        args += ["-e", item]
+    result = run_playbook(*args)
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert recap_changed(result.stdout, "ldap") == 0
+
+
+# --- password + TOTP -----------------------------------------------------------
+
+
+def test_password_alone_is_refused(enrolled, imap):
+    assert not imap_login(imap, "alice", enrolled["alice"]["password"])
+    assert reason_of("alice") == "totp-missing"
+
+
+def test_password_and_current_code_log_in(enrolled, imap):
+    code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
+    assert imap_login(imap, "alice", enrolled["alice"]["password"] + code)
+
+
+def test_replayed_code_is_refused(enrolled, imap):
+    code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
+    assert imap_login(imap, "alice", enrolled["alice"]["password"] + code)
+    assert not imap_login(imap, "alice", enrolled["alice"]["password"] + code)
+    assert reason_of("alice") == "totp-replayed"
+
+
+def test_wrong_code_is_refused(enrolled, imap):
+    assert not imap_login(imap, "alice", enrolled["alice"]["password"] + wrong_code(enrolled["alice"]["totp_secret"]))
+    assert reason_of("alice") == "totp-invalid"
+
+
+def test_code_from_three_steps_ago_is_refused(enrolled, imap):
+    secret = enrolled["alice"]["totp_secret"]
+    step = int(time.time() // mail_auth.TOTP_PERIOD)
+    current = {mail_auth.totp(secret, s) for s in range(step - 1, step + 3)}
+    # The code of the newest step at least three back that no current step shares.
+    old = next(code for code in (mail_auth.totp(secret, step - k) for k in range(3, 50)) if code not in current)
+    assert not imap_login(imap, "alice", enrolled["alice"]["password"] + old)
+    assert reason_of("alice") == "totp-invalid"
+
+
+def test_failed_login_is_logged_for_fail2ban(enrolled, imap):
+    assert not imap_login(imap, "alice", "not-the-password" + wrong_code(enrolled["alice"]["totp_secret"]))
+    match = LOG_LINE.match(last_auth_line("alice"))
+    assert match, last_auth_line("alice")
+    assert match.group("user") == "alice" and match.group("service") == "imap"
+    ipaddress.ip_address(match.group("rip"))  # a real address fail2ban can ban
+
+
+# --- app passwords -------------------------------------------------------------
+
+
+def test_app_password_with_imap_scope_logs_in(enrolled, imap):
+    assert imap_login(imap, "alice", enrolled["alice_laptop"])
+
+
+def test_imap_only_app_password_is_refused_for_smtp_doveadm(enrolled):
+    # The SMTP AUTH test through Postfix follows with submission; this asks Dovecot's
+    # auth service for service=smtp directly, with service=imap as the control.
+    imap_ok = sh("imap", "doveadm auth test -x service=imap alice '%s'" % enrolled["alice_laptop"])
+    assert imap_ok.returncode == 0, imap_ok.stdout + imap_ok.stderr
+    smtp = sh("imap", "doveadm auth test -x service=smtp alice '%s'" % enrolled["alice_laptop"])
+    assert smtp.returncode != 0
+    assert "auth failed" in smtp.stdout + smtp.stderr
+    assert reason_of("alice") == "app-scope"
+
+
+def test_expired_app_password_is_refused(enrolled, imap):
+    _, added, creds = enroll("alice", "app_name=expired", "app_days=0", "app_scopes=imap")
+    app = creds["app_passwords"][added[0]]
+    assert app["name"] == "expired"
+    assert not imap_login(imap, "alice", app["secret"])
+    assert reason_of("alice") == "app-expired"
+
+
+def test_revoked_app_password_is_refused_at_once(enrolled, imap):
+    _, added, creds = enroll("alice", "app_name=tablet", "app_scopes=imap")
+    secret = creds["app_passwords"][added[0]]["secret"]
+    assert imap_login(imap, "alice", secret)
+    result = revoke("alice", "app=%s" % added[0])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert not imap_login(imap, "alice", secret)
+    assert "mailstackAppId=%s" % added[0] not in root_search("uid=alice,%s" % PEOPLE, "-s one dn")
+    assert added[0] not in credentials("alice")["app_passwords"]
+    # The other app passwords stay.
+    assert imap_login(imap, "alice", enrolled["alice_laptop"])
+
+
+def test_revoking_an_unknown_app_id_or_nothing_is_an_error():
+    unknown = revoke("alice", "app=zzzzzzzz")
+    assert unknown.returncode != 0 and "alice has no app password zzzzzzzz" in unknown.stdout
+    nothing = revoke("alice")
+    assert nothing.returncode != 0 and "name exactly one thing to revoke" in nothing.stdout
+    assert recap_changed(unknown.stdout, "ldap") == 0 and recap_changed(nothing.stdout, "ldap") == 0
+
+
+def test_device_bound_app_password_needs_the_device_certificate(enrolled, imap):
+    assert not imap_login(imap, "bob", enrolled["bob_phone"])
+    assert reason_of("bob") == "app-device"
+    assert imap_login(imap, "bob", enrolled["bob_phone"], cert="bob-phone")
+
+
+def test_revoked_device_loses_its_app_passwords_and_certificate(imap):
+    _, added, creds = enroll("bob", "app_name=spare", "app_device_bound=true", "device_cert=true")
+    secret = creds["app_passwords"][added[0]]["secret"]
+    assert imap_login(imap, "bob", secret, cert="bob-spare")
+    result = revoke("bob", "device=spare")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert not (DEVICES / "bob-spare.pem").exists()
+    assert (DEVICES / "revoked" / "bob-spare.pem").exists()
+    assert "mailstackDevice: spare" not in root_search("uid=bob,%s" % PEOPLE, "-s one mailstackDevice")
+    assert not imap_login(imap, "bob", secret, cert="bob-phone")
+
+
+# --- disabled and revoked users ------------------------------------------------
+
+
+def test_disabled_user_cannot_log_in_and_revoke_all_locks_the_account(addresses, imap):
+    password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
+    secret = mail_auth.new_totp_secret()
+    dn = "uid=carol,%s" % PEOPLE
+    ldapi(
+        "dn: %s\nchangetype: modify\nreplace: userPassword\nuserPassword: %s\n-\n"
+        "replace: mailstackTotpSecret\nmailstackTotpSecret: %s\n" % (dn, password, secret)
+    )
+    code, _ = fresh_code("carol", secret)
+    assert not imap_login(imap, "carol", password + code)
+    assert reason_of("carol") == "disabled"
+
+    result = revoke("carol", "all=true")
+    assert result.returncode == 0, result.stdout[-3000:]
+    entry = root_search(dn, "-s base mailstackEnabled mailstackTotpSecret pwdAccountLockedTime")
+    assert "mailstackEnabled: FALSE" in entry
+    assert "pwdAccountLockedTime: 000001010000Z" in entry
+    assert "mailstackTotpSecret" not in entry
+    bind = ldapsearch(addresses["ldap"], "-ZZ", "-x", "-D", dn, "-w", password, "-s", "base", "-b", dn, "uid")
+    assert bind.returncode == 49, bind.stdout + bind.stderr  # invalid credentials: password replaced, account locked
+
+
+# --- SMTP submission (Postfix asks the same Dovecot auth service) ---------------
+
+MX_NAME = "mx.corp.example"
+
+
+@contextlib.contextmanager
+def submission(address):
+    """An SMTP session on 587 after STARTTLS, the server verified as the MX."""
+    client = smtplib.SMTP(address, 587, local_hostname="client.corp.example", timeout=30)
+    try:
+        client._host = MX_NAME  # the name STARTTLS verifies the certificate for
+        client.starttls(context=ssl.create_default_context(cafile=str(CA)))
+        client.ehlo("client.corp.example")
+        yield client
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            client.quit()
+
+
+def smtp_auth_code(address, user, password):
+    with submission(address) as client:
+        try:
+            return client.login(user, password)[0]
+        except smtplib.SMTPAuthenticationError as exc:
+            return exc.smtp_code
+
+
+def wait_for(predicate, seconds=60):
+    for _ in range(seconds):
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_submission_refuses_the_password_alone(enrolled, addresses):
+    assert smtp_auth_code(addresses["mx"], "alice", enrolled["alice"]["password"]) == 535
+
+
+def test_submission_with_password_and_code_sends_mail_the_outside_receives(enrolled, addresses):
+    marker = "submission-probe-%d" % time.time()
+    code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
+    with submission(addresses["mx"]) as client:
+        assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
+        refused = client.sendmail(
+            "alice@corp.example", ["peer@outside.example"], "Subject: %s\r\n\r\nhello\r\n" % marker
+        )
+        assert refused == {}
+    assert wait_for(
+        lambda: sh("ext", "grep -rl '%s' /var/mail/vhosts/outside.example/peer/new/" % marker).returncode == 0
+    ), "the outside peer never received the submitted message"
+
+
+def test_submission_refuses_a_sender_address_of_another_user(enrolled, addresses):
+    code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
+    with submission(addresses["mx"]) as client:
+        assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.sendmail("bob@corp.example", ["peer@outside.example"], "Subject: spoof\r\n\r\nx\r\n")
+        code_, message = refused.value.recipients["peer@outside.example"]
+        assert code_ == 553 and b"not owned by user alice" in message
+
+
+def test_imap_only_app_password_is_refused_by_smtp_auth(enrolled, addresses):
+    assert smtp_auth_code(addresses["mx"], "alice", enrolled["alice_laptop"]) == 535
+    assert reason_of("alice") == "app-scope"
+
+
+def test_smtp_scoped_app_password_sends_but_cannot_read_mail(enrolled, addresses, imap):
+    _, (app_id,), creds = enroll("alice", "app_name=mua", "app_scopes=smtp")
+    app_password = creds["app_passwords"][app_id]["secret"]
+    with submission(addresses["mx"]) as client:
+        assert client.login("alice", app_password)[0] == 235
+        assert client.sendmail("alice@corp.example", ["peer@outside.example"], "Subject: app\r\n\r\nx\r\n") == {}
+    assert not imap_login(imap, "alice", app_password)
+    assert reason_of("alice") == "app-scope"
+
+
+def test_mail_from_outside_is_delivered_over_lmtp_and_readable_over_imap(enrolled, imap):
+    marker = "inbound-lmtp-%d" % time.time()
+    out = sh(
+        "ext",
+        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
+        "--to alice@corp.example --header 'Subject: %s'" % (MX_NAME, marker),
+    )
+    assert "250 2.0.0 Ok: queued" in out.stdout, out.stdout[-1500:]
+    assert wait_for(lambda: sh("imap", "grep -rl '%s' /var/vmail/alice/Maildir/new/" % marker).returncode == 0)
+    log = sh("mx", "journalctl -t postfix/lmtp --no-pager -n 50").stdout
+    assert "Verified TLS connection established to imap.corp.example" in log
+    context = ssl.create_default_context(cafile=str(CA))
+    client = _Imap(imap, 993, ssl_context=context, timeout=30)
+    try:
+        client.login("alice", enrolled["alice_laptop"])
+        client.select("INBOX", readonly=True)
+        status, found = client.search(None, "SUBJECT", '"%s"' % marker)
+        assert status == "OK" and found[0].split(), "the delivered message is not in alice's INBOX"
+    finally:
+        client.logout()
+
+
+def test_directory_outage_fails_logins_temporarily_never_open(enrolled, addresses, imap):
+    sh("ldap", "systemctl stop slapd", check=True)
+    try:
+        code, _ = fresh_code("bob", enrolled["bob"]["totp_secret"])
+        client = _Imap(imap, 993, ssl_context=ssl.create_default_context(cafile=str(CA)), timeout=30)
+        try:
+            with pytest.raises(imaplib.IMAP4.error, match=r"UNAVAILABLE"):
+                client.login("bob", enrolled["bob"]["password"] + code)
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                client.logout()
+        assert reason_of("bob") == "directory-unavailable"
+        code, _ = fresh_code("bob", enrolled["bob"]["totp_secret"])
+        assert smtp_auth_code(addresses["mx"], "bob", enrolled["bob"]["password"] + code) == 454
+        # Inbound mail waits too: the recipient cannot be checked, so RCPT is deferred.
+        with smtplib.SMTP(addresses["mx"], 25, local_hostname="client.outside.example", timeout=30) as client:
+            client.mail("peer@outside.example")
+            assert client.rcpt("bob@corp.example")[0] // 100 == 4
+    finally:
+        sh("ldap", "systemctl start slapd", check=True)
+    code, _ = fresh_code("bob", enrolled["bob"]["totp_secret"])
+    assert wait_for(lambda: imap_login(imap, "bob", enrolled["bob"]["password"] + code), 20)
+
+
+# --- the directory -------------------------------------------------------------
+
+
+def test_anonymous_bind_is_refused(addresses):
+    out = ldapsearch(addresses["ldap"], "-ZZ", "-x", "-b", "dc=corp,dc=example", "uid")
+    assert out.returncode != 0
+    assert "anonymous bind disallowed" in out.stderr
+
+
+def test_bind_without_tls_is_refused(enrolled, addresses):
+    out = ldapsearch(
+        addresses["ldap"], "-x", "-D", "uid=alice,%s" % PEOPLE, "-w", enrolled["alice"]["password"], "-b", PEOPLE
+    )
+    assert out.returncode != 0
+    assert "Confidentiality required" in out.stderr
+
+
+def test_user_cannot_read_totp_secrets_or_app_password_hashes(enrolled, addresses):
+    bind = ["-ZZ", "-x", "-D", "uid=alice,%s" % PEOPLE, "-w", enrolled["alice"]["password"]]
+    own = ldapsearch(addresses["ldap"], *bind, "-b", "uid=alice,%s" % PEOPLE, "-s", "sub", "*")
+    assert own.returncode == 0, own.stderr
+    assert "mail: alice@corp.example" in own.stdout  # the bind worked and she reads her own entry
+    assert "mailstackTotpSecret" not in own.stdout
+    assert "userPassword" not in own.stdout
+    bob = ldapsearch(addresses["ldap"], *bind, "-b", "uid=bob,%s" % PEOPLE, "-s", "sub", "*")
+    assert bob.returncode in (0, 32), bob.stderr  # 32: bob's entry is invisible to her
+    assert "mailstackTotpSecret" not in bob.stdout and "userPassword" not in bob.stdout
+
+
+# --- lockout (last: it blocks demo's code logins for the lockout period) -------
+
+
+def test_five_wrong_codes_lock_out_even_the_right_code(enrolled, imap):
+    demo = enrolled["demo"]
+    for _ in range(5):
+        assert not imap_login(imap, "demo", demo["password"] + wrong_code(demo["totp_secret"]))
+    code, _ = fresh_code("demo", demo["totp_secret"])
+    assert not imap_login(imap, "demo", demo["password"] + code)
+    assert reason_of("demo") == "totp-locked"
