@@ -197,8 +197,8 @@ def parse_app_password(value):
 
 
 def new_app_password():
-    app_id = "".join(secrets.choice(APP_ID_ALPHABET) for _ in range(8))
-    secret = "".join(secrets.choice(APP_SECRET_ALPHABET) for _ in range(24))
+    app_id = "".join(secrets.choice(APP_ID_ALPHABET) for _position in range(8))
+    secret = "".join(secrets.choice(APP_SECRET_ALPHABET) for _position in range(24))
     return "%s-%s" % (app_id, secret)
 
 
@@ -521,7 +521,7 @@ def parse_request(line):
     if any(_CONTROL.search(field) for field in fields):
         raise ValueError("control character in request")
     if fields[0] == "AUTH" and len(fields) == 6:
-        _, service, user, password, remote_ip, cert = fields
+        service, user, password, remote_ip, cert = fields[1:]
         if cert not in ("valid", ""):
             raise ValueError("certificate field must be 'valid' or empty")
         if remote_ip:
