@@ -7,6 +7,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
     check_email,
     check_login,
     check_text,
+    records,
 )
 
 USER_KEYS = {"login", "name", "mail", "aliases", "groups", "enabled"}
@@ -14,16 +15,8 @@ USER_KEYS = {"login", "name", "mail", "aliases", "groups", "enabled"}
 
 def mail_users(users, path="mailstack_users"):
     """Check the user list and fill in defaults; a login or address used twice is an error."""
-    if not isinstance(users, list):
-        raise InputError(path, "must be a list of users")
     logins, addresses, result = set(), {}, []
-    for index, user in enumerate(users):
-        where = "%s[%d]" % (path, index)
-        if not isinstance(user, dict):
-            raise InputError(where, "must be a dict")
-        unknown = set(user) - USER_KEYS
-        if unknown:
-            raise InputError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+    for where, user in records(users, USER_KEYS, path):
         login = check_login(user.get("login"), where + ".login")
         if login in logins:
             raise InputError(where + ".login", "%r is declared twice" % login)

@@ -15,6 +15,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
     InputError,
     check_cidr,
     check_port,
+    records,
 )
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -52,20 +53,12 @@ def _set(items):
 
 def nft_rules(flows, hostvars, admin_sources=(), path="flows"):
     """Input-chain rules (strings) accepting the declared flows and the admin networks."""
-    if not isinstance(flows, list):
-        raise InputError(path, "must be a list of flows")
     rules = []
     v4, v6 = _networks(list(admin_sources), hostvars, "nftables_admin_sources")
     for family, addresses in (("ip", v4), ("ip6", v6)):
         if addresses:
             rules.append('%s saddr %s accept comment "admin"' % (family, _set(addresses)))
-    for index, flow in enumerate(flows):
-        where = "%s[%d]" % (path, index)
-        if not isinstance(flow, dict):
-            raise InputError(where, "must be a dict")
-        unknown = set(flow) - FLOW_KEYS
-        if unknown:
-            raise InputError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+    for where, flow in records(flows, FLOW_KEYS, path):
         name = flow.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise InputError(where + ".name", "%r is not a flow name (a-z, 0-9, -)" % (name,))

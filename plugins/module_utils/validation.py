@@ -106,6 +106,20 @@ def check_login(value, path):
     return value
 
 
+def records(value, allowed_keys, path):
+    """Yield (path, dict) for each item of a list of dicts with no key outside `allowed_keys`."""
+    if not isinstance(value, list):
+        raise InputError(path, "must be a list")
+    for index, item in enumerate(value):
+        where = "%s[%d]" % (path, index)
+        if not isinstance(item, dict):
+            raise InputError(where, "must be a dict")
+        unknown = set(item) - set(allowed_keys)
+        if unknown:
+            raise InputError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+        yield where, item
+
+
 CHECKS = {
     "text": check_text,
     "login": check_login,

@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,6 +36,15 @@ def sh(host, command, check=False, timeout=60):
     if check and result.returncode != 0:
         raise AssertionError("%s: %s failed (%d): %s" % (host, command, result.returncode, result.stderr))
     return result
+
+
+def wait_for(predicate, seconds=60):
+    """True as soon as predicate() is, polling once a second; False after `seconds`."""
+    for _ in range(seconds):
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
 
 
 def copy_to(host, source, dest):

@@ -23,7 +23,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, STATE, container, run_playbook, sh
+from conftest import ROOT, STATE, container, run_playbook, sh, wait_for
 
 COLLECTIONS = ROOT / "build" / "collections"
 _LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
@@ -414,14 +414,6 @@ def smtp_auth_code(address, user, password):
             return client.login(user, password)[0]
         except smtplib.SMTPAuthenticationError as exc:
             return exc.smtp_code
-
-
-def wait_for(predicate, seconds=60):
-    for _ in range(seconds):
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
 
 
 def test_submission_refuses_the_password_alone(enrolled, addresses):

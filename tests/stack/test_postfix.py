@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import STATE, container, sh
+from conftest import STATE, container, sh, wait_for
 
 MX = "mx.corp.example"
 CLIENT_HELO = "client.outside.example"
@@ -234,14 +234,6 @@ def test_connection_rate_limit_answers_4xx():
 def queue_ids():
     listing = sh("mx", "postqueue -j", check=True).stdout
     return {json.loads(line)["queue_id"] for line in listing.splitlines() if line.strip()}
-
-
-def wait_for(predicate, seconds=60):
-    for _ in range(seconds):
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
 
 
 def test_mail_waits_while_imap_is_down_survives_a_restart_then_arrives():

@@ -33,7 +33,7 @@ def test_defaults_are_filled_in_and_addresses_lower_cased():
             "mailstack_users[1]",
             "already belongs to a",
         ),
-        ("alice", "mailstack_users", "list"),
+        ("alice", "mailstack_users", "must be a list"),
     ],
 )
 def test_bad_users_are_refused_naming_the_entry(users, path, message):
