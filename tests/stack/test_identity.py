@@ -470,6 +470,9 @@ def test_mail_from_outside_is_delivered_over_lmtp_and_readable_over_imap(enrolle
     assert wait_for(lambda: sh("imap", "grep -rl '%s' /var/vmail/alice/Maildir/new/" % marker).returncode == 0)
     log = sh("mx", "journalctl -t postfix/lmtp --no-pager -n 50").stdout
     assert "Verified TLS connection established to imap.corp.example" in log
+    # Every directory of the mailbox is the virtual user's alone.
+    modes = sh("imap", "find /var/vmail/alice -type d -printf '%m %u\\n' | sort -u", check=True).stdout.split("\n")
+    assert [m for m in modes if m] == ["700 vmail"]
     context = ssl.create_default_context(cafile=str(CA))
     client = _Imap(imap, 993, ssl_context=context, timeout=30)
     try:
