@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(
   podman runc netavark aardvark-dns uidmap slirp4netns fuse-overlayfs
+  # netavark (Podman's network stack) sets up container networks with iptables
+  iptables
   debootstrap make git python3-venv
   # probes the tests run from the controller
   openssl swaks bind9-dnsutils ldap-utils oathtool
