@@ -106,6 +106,23 @@ def check_login(value, path):
     return value
 
 
+def check_positive(value, path):
+    """A whole number of at least 1 (a limit of 0 or less is a typo, not a policy)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(path, "%r is not a whole number of at least 1" % (value,))
+    return value
+
+
+_SOCKET = re.compile(r"^(unix:[A-Za-z0-9_./-]+|inet:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
+
+
+def check_socket(value, path):
+    """A Postfix-style service address: unix:<path> or inet:<host>:<port>, nothing more."""
+    if not isinstance(value, str) or not _SOCKET.match(value):
+        raise InputError(path, "%r is not unix:<path> or inet:<host>:<port>" % (value,))
+    return value
+
+
 def records(value, allowed_keys, path):
     """Yield (path, dict) for each item of a list of dicts with no key outside `allowed_keys`."""
     if not isinstance(value, list):
@@ -129,6 +146,8 @@ CHECKS = {
     "cidr": check_cidr,
     "email": check_email,
     "port": check_port,
+    "positive": check_positive,
+    "socket": check_socket,
 }
 
 
@@ -157,6 +176,11 @@ def _select(value, steps, path):
             raise InputError(path, "must be a list, got %s" % type(value).__name__)
         for index, item in enumerate(value):
             yield from _select(item, rest, "%s[%d]" % (path, index))
+    elif step == "{key}":
+        if not isinstance(value, dict):
+            raise InputError(path, "must be a mapping, got %s" % type(value).__name__)
+        for key in value:
+            yield from _select(key, rest, "%s (key %r)" % (path, key))
     elif step == "{}":
         if not isinstance(value, dict):
             raise InputError(path, "must be a mapping, got %s" % type(value).__name__)
@@ -171,7 +195,7 @@ def _select(value, steps, path):
 
 def parse_format_path(spec):
     """'zones[].records[].name' -> ('zones', ['[]', 'records', '[]', 'name'])."""
-    tokens = re.findall(r"\[\]|\{\}|[^.\[\]{}]+", spec)
+    tokens = re.findall(r"\[\]|\{\}|\{key\}|[^.\[\]{}]+", spec)
     if not tokens or tokens[0] in ("[]", "{}"):
         raise ValueError("format path %r must start with a variable name" % spec)
     return tokens[0], tokens[1:]
@@ -181,7 +205,8 @@ def validate_formats(values, formats):
     """Check `values` (variable name -> value) against `formats` (path -> kind).
 
     A path names a variable and optionally descends into it: `[]` is every list
-    element, `{}` every mapping value, a bare word a mapping key. Variables that
+    element, `{}` every mapping value, `{key}` every mapping key, a bare word
+    a mapping key. Variables that
     are absent or null are skipped: required-ness is the argument spec's job.
     """
     for spec, kind in formats.items():

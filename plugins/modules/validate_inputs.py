@@ -20,9 +20,11 @@ options:
     description:
       - Mapping of variable path to format.
       - A path is a variable name, optionally followed by C([]) for every list
-        element, C({}) for every mapping value, or C(.key) for a mapping key.
-      - Formats are C(text), C(hostname), C(domain), C(ip), C(cidr),
-        C(email) and C(port).
+        element, C({}) for every mapping value, C({key}) for every mapping key,
+        or C(.key) for a mapping key.
+      - Formats are C(text), C(login), C(hostname), C(domain), C(ip), C(cidr),
+        C(email), C(port), C(positive) (a whole number of at least 1) and
+        C(socket) (C(unix:<path>) or C(inet:<host>:<port>)).
     type: dict
     default: {}
   entry_point:

@@ -23,6 +23,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from conftest import ROOT, STATE, container, run_playbook, sh, wait_for
 
 COLLECTIONS = ROOT / "build" / "collections"
@@ -152,6 +153,11 @@ def ldapsearch(address, *args):
         env=env,
         timeout=60,
     )
+
+
+def ldap_bind(address, dn, password):
+    """A simple bind over StartTLS that reads the entry itself; the ldapsearch result."""
+    return ldapsearch(address, "-ZZ", "-x", "-D", dn, "-w", password, "-s", "base", "-b", dn, "uid")
 
 
 def ldapi(ldif, command="ldapmodify"):
@@ -459,6 +465,58 @@ def test_smtp_scoped_app_password_sends_but_cannot_read_mail(enrolled, addresses
     assert reason_of("alice") == "app-scope"
 
 
+# bob may send to 3 recipients an hour (inventories/local/group_vars/mx.yml).
+BOB_HOURLY_LIMIT = 3
+FORGET_COUNTS = (
+    "import sqlite3; db = sqlite3.connect('/var/lib/policyd-rate-limit/db.sqlite3');"
+    " db.execute('DELETE FROM mail_count'); db.commit()"
+)
+
+
+@pytest.fixture()
+def bob_sender(enrolled):
+    """An smtp-scoped app password of bob's, his sending counters cleared first."""
+    _, (app_id,), creds = enroll("bob", "app_name=mailer", "app_scopes=smtp")
+    sh("mx", 'python3 -c "%s"' % FORGET_COUNTS, check=True)
+    return creds["app_passwords"][app_id]["secret"]
+
+
+def send_as_bob(client, marker):
+    return client.sendmail("bob@corp.example", ["peer@outside.example"], "Subject: %s\r\n\r\nx\r\n" % marker)
+
+
+def test_sending_limit_defers_mail_past_the_hourly_threshold(enrolled, bob_sender, addresses):
+    with submission(addresses["mx"]) as client:
+        assert client.login("bob", bob_sender)[0] == 235
+        for number in range(BOB_HOURLY_LIMIT):
+            assert send_as_bob(client, "limit-%d" % number) == {}
+        with pytest.raises(smtplib.SMTPDataError) as deferred:
+            send_as_bob(client, "limit-over")
+        assert deferred.value.smtp_code == 450
+        assert b"Sending limit of this login reached" in deferred.value.smtp_error
+    # Counted per login: alice still sends.
+    code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
+    with submission(addresses["mx"]) as client:
+        assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
+        assert client.sendmail("alice@corp.example", ["peer@outside.example"], "Subject: other\r\n\r\nx\r\n") == {}
+
+
+def test_sending_limit_service_down_defers_mail_never_accepts_it(bob_sender, addresses):
+    sh("mx", "systemctl stop policyd-rate-limit", check=True)
+    try:
+        with submission(addresses["mx"]) as client:
+            assert client.login("bob", bob_sender)[0] == 235
+            with pytest.raises(smtplib.SMTPDataError) as deferred:
+                send_as_bob(client, "limit-service-down")
+            assert deferred.value.smtp_code // 100 == 4, deferred.value
+    finally:
+        sh("mx", "systemctl start policyd-rate-limit", check=True)
+    assert wait_for(lambda: sh("mx", "test -S /var/spool/postfix/ratelimit/policy").returncode == 0, 20)
+    with submission(addresses["mx"]) as client:
+        assert client.login("bob", bob_sender)[0] == 235
+        assert send_as_bob(client, "limit-service-back") == {}
+
+
 def test_mail_from_outside_is_delivered_over_lmtp_and_readable_over_imap(enrolled, imap):
     marker = "inbound-lmtp-%d" % time.time()
     out = sh(
@@ -542,6 +600,67 @@ def test_user_cannot_read_totp_secrets_or_app_password_hashes(enrolled, addresse
     assert "mailstackTotpSecret" not in bob.stdout and "userPassword" not in bob.stdout
 
 
+def test_user_changes_her_own_password_but_no_one_elses(enrolled, addresses, imap):
+    alice = enrolled["alice"]
+    alice_dn, bob_dn = "uid=alice,%s" % PEOPLE, "uid=bob,%s" % PEOPLE
+    new = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+    env = dict(os.environ, LDAPTLS_CACERT=str(CA), LDAPTLS_REQCERT="allow")
+
+    def ldappasswd(*args):
+        command = ["ldappasswd", "-o", "nettimeout=10", "-H", "ldap://%s" % addresses["ldap"], "-ZZ", "-x", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    changed = ldappasswd("-D", alice_dn, "-w", alice["password"], "-s", new)
+    assert changed.returncode == 0, changed.stderr
+    old, alice["password"] = alice["password"], new  # later tests log in with the new one
+    assert ldap_bind(addresses["ldap"], alice_dn, new).returncode == 0
+    assert ldap_bind(addresses["ldap"], alice_dn, old).returncode == 49
+    code, _ = fresh_code("alice", alice["totp_secret"])
+    assert imap_login(imap, "alice", new + code)
+    stored = root_search(alice_dn, "-s base userPassword")
+    assert "userPassword:: " in stored and new not in stored  # hashed by the directory
+    other = ldappasswd("-D", alice_dn, "-w", new, "-s", "x" * 24, bob_dn)
+    assert other.returncode != 0 and "Insufficient access (50)" in other.stdout, other.stdout + other.stderr
+    assert ldap_bind(addresses["ldap"], bob_dn, enrolled["bob"]["password"]).returncode == 0
+
+
+def test_user_leaving_the_inventory_is_disabled_and_locked(addresses):
+    """dave joins the inventory, gets a password, leaves it: he can neither bind nor receive mail."""
+    inventory = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all.yml").read_text())
+    users = inventory["mailstack_users"]
+    dave = {"login": "dave", "name": "Dave Example", "mail": "dave@corp.example"}
+    dn = "uid=dave,%s" % PEOPLE
+    extra = STATE / "users-test.json"
+
+    def converge(listed):
+        extra.write_text(json.dumps({"mailstack_users": listed}))
+        result = run_playbook("tests/stack/playbooks/users.yml", "-e", "@%s" % extra)
+        assert result.returncode == 0, result.stdout[-3000:]
+
+    def rcpt_code():
+        with smtplib.SMTP(addresses["mx"], 25, local_hostname="client.outside.example", timeout=30) as client:
+            client.ehlo()
+            assert client.mail("peer@outside.example")[0] == 250
+            return client.rcpt("dave@corp.example")[0]
+
+    try:
+        converge(users + [dave])
+        password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+        sh("ldap", "ldappasswd -Q -Y EXTERNAL -H ldapi:/// -s '%s' '%s'" % (password, dn), check=True)
+        assert ldap_bind(addresses["ldap"], dn, password).returncode == 0
+        assert "mailstackEnabled: TRUE" in root_search(dn, "-s base mailstackEnabled")
+        assert rcpt_code() == 250
+
+        converge(users)
+        entry = root_search(dn, "-s base mailstackEnabled pwdAccountLockedTime mail")
+        assert "mailstackEnabled: FALSE" in entry and "pwdAccountLockedTime: 000001010000Z" in entry
+        assert "mail: dave@corp.example" in entry  # disabled, not deleted: the mailbox stays his
+        assert ldap_bind(addresses["ldap"], dn, password).returncode == 49
+        assert rcpt_code() == 550  # unknown at RCPT: no mail accepted for a departed user
+    finally:
+        extra.unlink(missing_ok=True)
+
+
 # --- lockout (last: it blocks demo's code logins for the lockout period) -------
 
 
@@ -552,3 +671,25 @@ def test_five_wrong_codes_lock_out_even_the_right_code(enrolled, imap):
     code, _ = fresh_code("demo", demo["totp_secret"])
     assert not imap_login(imap, "demo", demo["password"] + code)
     assert reason_of("demo") == "totp-locked"
+
+
+def test_five_wrong_passwords_lock_the_directory_account(enrolled, addresses):
+    """ppolicy: five failed binds lock the entry, even against the right password; slapd
+    logs each failure with the client address. Unlocked afterwards (a root write)."""
+    demo = enrolled["demo"]
+    dn = "uid=demo,%s" % PEOPLE
+    assert ldap_bind(addresses["ldap"], dn, demo["password"]).returncode == 0
+    try:
+        for _ in range(5):
+            assert ldap_bind(addresses["ldap"], dn, "wrong-" + secrets.token_hex(8)).returncode == 49
+        assert ldap_bind(addresses["ldap"], dn, demo["password"]).returncode == 49
+        assert "pwdAccountLockedTime:" in root_search(dn, "-s base pwdAccountLockedTime")
+        log = sh("ldap", "journalctl -u slapd -o cat --no-pager -n 400", check=True).stdout
+        binds = re.findall(r"conn=(\d+) op=\d+ BIND dn=\"%s\"" % re.escape(dn), log)
+        failed = [c for c in binds if re.search(r"conn=%s op=\d+ RESULT tag=97 err=49" % c, log)]
+        assert len(failed) >= 6, log[-3000:]
+        accept = re.search(r"conn=%s fd=\d+ ACCEPT from IP=([0-9.]+):\d+" % failed[-1], log)
+        assert accept and ipaddress.ip_address(accept.group(1)), "the failed bind's client address is not logged"
+    finally:
+        ldapi("dn: %s\nchangetype: modify\ndelete: pwdAccountLockedTime\n" % dn)
+    assert ldap_bind(addresses["ldap"], dn, demo["password"]).returncode == 0

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import STATE, container, sh, wait_for
+from conftest import STATE, container, run_playbook, sh, wait_for
 
 MX = "mx.corp.example"
 CLIENT_HELO = "client.outside.example"
@@ -229,6 +229,28 @@ def test_connection_rate_limit_answers_4xx():
         sh("ext", "ip addr del %s/%s dev eth0" % (source, prefix))
     assert codes[:30] == ["220"] * 30
     assert "421" in codes[30:]
+
+
+def mail_from_code(address, tls_context=None):
+    with smtp(address) as client:
+        if tls_context:
+            client.starttls(context=tls_context)
+        client.ehlo()
+        return client.mail("peer@outside.example")
+
+
+def test_mandatory_inbound_tls_refuses_plaintext_mail(mx, tls_context):
+    """postfix_inbound_tls: encrypt (closed deployments): no envelope without TLS."""
+    switched = run_playbook("tests/stack/playbooks/postfix.yml", "-e", "postfix_inbound_tls=encrypt")
+    try:
+        assert switched.returncode == 0, switched.stdout[-3000:]
+        code, message = mail_from_code(mx)
+        assert code == 530 and b"STARTTLS" in message
+        assert mail_from_code(mx, tls_context)[0] == 250
+    finally:
+        restored = run_playbook("tests/stack/playbooks/postfix.yml")
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert mail_from_code(mx)[0] == 250  # opportunistic again, the Internet default
 
 
 def queue_ids():

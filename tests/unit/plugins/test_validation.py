@@ -95,6 +95,35 @@ def test_format_paths_descend_lists_and_mappings():
     assert err.value.path == "dns_zones[1].name"
 
 
+def test_format_paths_reach_mapping_keys():
+    values = {"limits": {"alice": 3, "bob": 10}}
+    v.validate_formats(values, {"limits{key}": "login", "limits{}": "positive"})
+    with pytest.raises(v.InputError) as err:
+        v.validate_formats({"limits": {"Alice Smith": 3}}, {"limits{key}": "login"})
+    assert err.value.path == "limits (key 'Alice Smith')"
+    with pytest.raises(v.InputError, match="must be a mapping"):
+        v.validate_formats({"limits": ["alice"]}, {"limits{key}": "login"})
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "5", 2.5])
+def test_positive_refuses_zero_negatives_and_non_integers(value):
+    with pytest.raises(v.InputError, match="at least 1"):
+        v.validate_formats({"limit": value}, {"limit": "positive"})
+
+
+@pytest.mark.parametrize("value", ["unix:ratelimit/policy", "inet:imap.corp.example:12345", "inet:[::1]:10031"])
+def test_valid_sockets(value):
+    v.validate_formats({"service": value}, {"service": "socket"})
+
+
+@pytest.mark.parametrize(
+    "value", ["unix:x, permit", "inet:host", "tcp:host:25", "unix:", "inet:host:25 permit", "unix:a\nb"]
+)
+def test_invalid_sockets(value):
+    with pytest.raises(v.InputError, match="is not unix"):
+        v.validate_formats({"service": value}, {"service": "socket"})
+
+
 def test_format_path_type_mismatch_is_an_error():
     with pytest.raises(v.InputError, match="must be a list"):
         v.validate_formats({"nets": "10.0.0.0/8"}, {"nets[]": "cidr"})
