@@ -1,0 +1,26 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OpenDKIM filters (DKIM record value, opendkim.conf); the logic is in module_utils/dkim.py."""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import dkim
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
+
+
+def dkim_txt_value(text):
+    try:
+        return dkim.genkey_value(text)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.dkim_txt_value: %s" % exc) from None
+
+
+def opendkim_conf(conf):
+    try:
+        return dkim.render_opendkim_conf(conf)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.opendkim_conf: %s" % exc) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"dkim_txt_value": dkim_txt_value, "opendkim_conf": opendkim_conf}

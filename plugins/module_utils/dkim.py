@@ -1,0 +1,155 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OpenDKIM helpers: the public key record from opendkim-genkey, and opendkim.conf as data.
+
+`genkey_value` reads the `<selector>.txt` file opendkim-genkey writes (a BIND
+record whose data is a parenthesised list of quoted strings) and returns the
+record's value as one plain, unquoted string. Quoting it and splitting it into
+255-octet strings is left to the zone module (dns_zone.format_rdata).
+
+`render_opendkim_conf` turns a mapping of OpenDKIM parameters into opendkim.conf
+text, refusing anything that could inject a second line.
+"""
+
+import re
+
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
+
+# Patterns are used with fullmatch: '$' would let a trailing newline through.
+
+# A DKIM key record (RFC 6376 3.6.1): tag=value pairs separated by ';'. The value
+# is printable ASCII; quotes and backslashes never occur in one and are refused,
+# so quoting it for a zone file needs no escaping.
+_RECORD_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]+")
+_TAG = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+# Parameter names are letters; the On-<condition> family (On-BadSignature) has one hyphen.
+_CONF_KEY = re.compile(r"(On-)?[A-Za-z]+")
+
+
+def _quoted_strings(text, path):
+    """The quoted strings of a zone-file record, in order; a ';' outside quotes starts a comment."""
+    strings = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == ";":
+            # Comment to the end of the line.
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        if char != '"':
+            index += 1
+            continue
+        index += 1
+        chunk = []
+        while True:
+            if index >= len(text):
+                raise InputError(path, "unterminated quoted string")
+            char = text[index]
+            if char == "\\" and index + 1 < len(text):
+                # Zone-file escapes: \DDD is a decimal octet, \X is X itself.
+                digits = text[index + 1 : index + 4]
+                if len(digits) == 3 and digits.isdigit() and int(digits) < 256:
+                    chunk.append(chr(int(digits)))
+                    index += 4
+                else:
+                    chunk.append(text[index + 1])
+                    index += 2
+                continue
+            if char == '"':
+                index += 1
+                break
+            chunk.append(char)
+            index += 1
+        strings.append("".join(chunk))
+    return strings
+
+
+def parse_tags(value, path="value"):
+    """Check a DKIM key record and return its tags as an ordered dict."""
+    if not isinstance(value, str) or not _RECORD_CHARS.fullmatch(value):
+        raise InputError(path, "a DKIM key record is printable ASCII without quotes or backslashes")
+    tags = {}
+    for part in value.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, tag_value = part.partition("=")
+        name = name.strip()
+        if not sep or not _TAG.fullmatch(name):
+            raise InputError(path, "%r is not a tag=value pair" % part)
+        if name in tags:
+            raise InputError(path, "tag %r appears twice" % name)
+        tags[name] = tag_value.strip()
+    if next(iter(tags), None) != "v" or tags["v"] != "DKIM1":
+        raise InputError(path, "a DKIM key record starts with v=DKIM1")
+    key = re.sub(r"\s+", "", tags.get("p", ""))
+    if not key or not _BASE64.fullmatch(key):
+        raise InputError(path, "a DKIM key record needs a base64 public key in p=")
+    tags["p"] = key
+    return tags
+
+
+def genkey_value(text, path="value"):
+    """The record value of an opendkim-genkey .txt file, as one canonical string.
+
+    The quoted strings are joined, the tags checked (v=DKIM1 first, a base64 p=),
+    and the result written back as `tag=value; tag=value; ...; p=<key>`.
+    """
+    if not isinstance(text, str):
+        raise InputError(path, "must be the text of an opendkim-genkey .txt file")
+    strings = _quoted_strings(text, path)
+    if not strings:
+        raise InputError(path, "no quoted record data found")
+    tags = parse_tags("".join(strings), path)
+    return "; ".join("%s=%s" % item for item in tags.items())
+
+
+def _conf_value(value, path):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        check_text(value, path)
+        if not value.strip():
+            raise InputError(path, "must not be empty")
+        return value.strip()
+    raise InputError(path, "must be a string, number, boolean or list, got %s" % type(value).__name__)
+
+
+def render_opendkim_conf(conf, path="opendkim_conf"):
+    """Return opendkim.conf text (ending with a newline), one `Key value` line per parameter.
+
+    Keys are OpenDKIM parameter names: letters only, or `On-` and letters
+    (`On-BadSignature`). Booleans are yes/no, lists are joined with ", ", null values are left out so
+    an override can remove a setting.
+    """
+    if not isinstance(conf, dict):
+        raise InputError(path, "must be a mapping of OpenDKIM parameters")
+    lines = []
+    for key, value in conf.items():
+        where = "%s.%s" % (path, key)
+        if not isinstance(key, str) or not _CONF_KEY.fullmatch(key):
+            raise InputError(where, "%r is not an OpenDKIM parameter name (letters, or On- and letters)" % (key,))
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            items = []
+            for index, item in enumerate(value):
+                item_where = "%s[%d]" % (where, index)
+                if item is None or isinstance(item, (list, tuple, dict)):
+                    raise InputError(item_where, "list items must be strings, numbers or booleans")
+                text = _conf_value(item, item_where)
+                if "," in text:
+                    raise InputError(item_where, "a list item must not contain ','")
+                items.append(text)
+            if not items:
+                raise InputError(where, "must not be an empty list")
+            text = ", ".join(items)
+        else:
+            text = _conf_value(value, where)
+        lines.append("%s %s" % (key, text))
+    return "\n".join(lines) + "\n"
