@@ -215,4 +215,3 @@ def test_role_base_config_renders_signing_for_submission_only():
         "Canonicalization relaxed/simple",
     ):
         assert line in lines, line
-    assert role_vars["__opendkim_milter"] == "unix:opendkim/opendkim.sock"
