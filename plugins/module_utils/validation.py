@@ -123,6 +123,16 @@ def check_socket(value, path):
     return value
 
 
+_TABLE = re.compile(r"^[a-z0-9_]+:[A-Za-z0-9_./:\[\]-]+$")
+
+
+def check_table(value, path):
+    """A Postfix lookup table, type:name, with nothing that could start another list item."""
+    if not isinstance(value, str) or not _TABLE.match(value):
+        raise InputError(path, "%r is not a Postfix table (type:name, no spaces or commas)" % (value,))
+    return value
+
+
 def records(value, allowed_keys, path):
     """Yield (path, dict) for each item of a list of dicts with no key outside `allowed_keys`."""
     if not isinstance(value, list):
@@ -148,6 +158,7 @@ CHECKS = {
     "port": check_port,
     "positive": check_positive,
     "socket": check_socket,
+    "table": check_table,
 }
 
 

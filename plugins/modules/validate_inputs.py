@@ -23,8 +23,9 @@ options:
         element, C({}) for every mapping value, C({key}) for every mapping key,
         or C(.key) for a mapping key.
       - Formats are C(text), C(login), C(hostname), C(domain), C(ip), C(cidr),
-        C(email), C(port), C(positive) (a whole number of at least 1) and
-        C(socket) (C(unix:<path>) or C(inet:<host>:<port>)).
+        C(email), C(port), C(positive) (a whole number of at least 1),
+        C(socket) (C(unix:<path>) or C(inet:<host>:<port>)) and C(table) (a Postfix
+        table, C(type:name)).
     type: dict
     default: {}
   entry_point:

@@ -124,6 +124,24 @@ def test_invalid_sockets(value):
         v.validate_formats({"service": value}, {"service": "socket"})
 
 
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("socketmap:inet:127.0.0.1:8461:postfix", True),
+        ("hash:/etc/postfix/tls_policy", True),
+        ("texthash:/etc/postfix/x, permit", False),
+        ("hash:/a b", False),
+        ("/etc/postfix/x", False),
+    ],
+)
+def test_tables(value, valid):
+    if valid:
+        v.validate_formats({"maps": [value]}, {"maps[]": "table"})
+    else:
+        with pytest.raises(v.InputError, match="not a Postfix table"):
+            v.validate_formats({"maps": [value]}, {"maps[]": "table"})
+
+
 def test_format_path_type_mismatch_is_an_error():
     with pytest.raises(v.InputError, match="must be a list"):
         v.validate_formats({"nets": "10.0.0.0/8"}, {"nets[]": "cidr"})

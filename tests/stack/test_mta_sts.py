@@ -1,0 +1,122 @@
+"""ZT-STS: the stack publishes an MTA-STS policy and TLS-RPT address, and its MX
+obeys the policies of the domains it delivers to — checked over the network.
+
+The outside peer publishes an enforce policy naming its MX; the mx's resolver
+must hand Postfix that policy, and mail must wait when the peer's certificate
+no longer matches what the policy allows.
+"""
+
+import hashlib
+import json
+import socket
+import ssl
+import time
+
+import pytest
+from conftest import STATE, run_playbook, sh, wait_for
+
+CA = STATE / "ca.pem"
+POLICY_NAME = "mta-sts.corp.example"
+POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: mx.corp.example\r\nmax_age: 604800\r\n"
+SOCKETMAP = "socketmap:inet:127.0.0.1:8461:postfix"
+
+
+def https_get(address, name=POLICY_NAME, path="/.well-known/mta-sts.txt", context=None):
+    """(TLS version, status line, headers, body) of one HTTPS request with SNI `name`."""
+    context = context or ssl.create_default_context(cafile=str(CA))
+    raw = socket.create_connection((address, 443), timeout=20)
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        request = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, name)
+        tls.sendall(request.encode())
+        data = b""
+        while chunk := tls.recv(4096):
+            data += chunk
+        version = tls.version()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, _, headers = head.partition(b"\r\n")
+    return version, status.decode(), headers.decode().lower(), body
+
+
+def dig(name, rtype):
+    return sh("ext", "dig +short %s %s" % (rtype, name), check=True).stdout.strip()
+
+
+def test_policy_is_served_over_verified_https(addresses):
+    version, status, headers, body = https_get(addresses["mx"])
+    assert status.startswith("HTTP/1.1 200"), status
+    assert "content-type: text/plain" in headers
+    assert version in ("TLSv1.2", "TLSv1.3")
+    assert body == POLICY
+
+
+def test_policy_server_serves_nothing_else(addresses):
+    assert https_get(addresses["mx"], path="/")[1].startswith("HTTP/1.1 404")
+    # Another name on the same port: no handshake at all.
+    with pytest.raises(ssl.SSLError):
+        https_get(addresses["mx"], name="mx.corp.example")
+    old = ssl.create_default_context(cafile=str(CA))
+    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        https_get(addresses["mx"], context=old)
+    # No plain HTTP: port 80 is neither served nor let through.
+    with socket.socket() as probe:
+        probe.settimeout(3)
+        assert probe.connect_ex((addresses["mx"], 80)) != 0
+
+
+def test_dns_publishes_the_policy_id_and_the_report_address():
+    policy_id = hashlib.sha256(POLICY).hexdigest()[:20]
+    assert dig("_mta-sts.corp.example", "TXT") == '"v=STSv1; id=%s"' % policy_id
+    assert dig("_smtp._tls.corp.example", "TXT") == '"v=TLSRPTv1; rua=mailto:tlsrpt@corp.example"'
+    assert dig("mta-sts.corp.example", "CNAME") == "mx.corp.example."
+
+
+def peer_policy():
+    return sh("mx", "postmap -q outside.example %s" % SOCKETMAP).stdout.strip()
+
+
+def test_mx_applies_the_outside_peers_policy():
+    answer = peer_policy()
+    assert answer.startswith("secure ") and "match=ext.outside.example" in answer, answer
+
+
+def mx_queue():
+    listing = sh("mx", "postqueue -j", check=True).stdout
+    return [json.loads(line) for line in listing.splitlines() if line.strip()]
+
+
+def delivered_at_peer(marker):
+    return sh("ext", "grep -rl '%s' /var/mail/vhosts/outside.example/peer/new/" % marker).returncode == 0
+
+
+def set_peer_policy(mx):
+    result = run_playbook("tests/stack/playbooks/peer_policy.yml", "-e", "peer_mx=%s" % mx)
+    assert result.returncode == 0, result.stdout[-3000:]
+    # The mx must see the new policy id now, not when the TXT record's TTL runs out
+    # (unbound and the MTA-STS daemon's own resolver cache it); the daemon then
+    # fetches the new policy once its cached one is a minute old.
+    sh("mx", "systemctl restart unbound postfix-mta-sts-resolver", check=True)
+    assert wait_for(lambda: "match=%s" % mx in peer_policy(), 90), peer_policy()
+
+
+def test_mail_waits_when_the_peer_breaks_its_own_policy():
+    """The peer's policy now names another MX: its certificate (ext.outside.example)
+    no longer qualifies, so the mail is deferred, not sent over weaker TLS; with the
+    right policy back it is delivered."""
+    marker = "mta-sts-mismatch-%d" % time.time()
+    set_peer_policy("other.outside.example")
+    try:
+        sh(
+            "mx",
+            "printf 'Subject: %s\\n\\nwaits\\n' | sendmail -f postmaster@corp.example peer@outside.example" % marker,
+            check=True,
+        )
+        assert wait_for(
+            lambda: any("certificate" in r.get("delay_reason", "") for m in mx_queue() for r in m["recipients"]), 90
+        ), mx_queue()
+        assert not delivered_at_peer(marker)
+    finally:
+        set_peer_policy("ext.outside.example")
+    sh("mx", "postqueue -f", check=True)
+    assert wait_for(lambda: delivered_at_peer(marker), 90), "the deferred message never reached the peer"
