@@ -18,6 +18,7 @@ def reachable(client, server, port):
         ("ext", "imap", 993),
         ("ext", "mx", 25),
         ("ext", "mx", 587),
+        ("ext", "mx", 443),
         ("mx", "imap", 24),
         ("mx", "imap", 12345),
         ("imap", "ldap", 636),
@@ -42,6 +43,7 @@ def test_declared_flows_are_open(client, server, port):
         ("dns", "ldap", 636),
         ("ext", "imap", 143),
         ("ext", "mx", 10025),
+        ("ext", "mx", 80),
         ("ext", "log", 514),
     ],
 )
