@@ -164,23 +164,38 @@ def test_mail_from_outside_is_accepted_over_tls_13():
     assert "250 2.0.0 Ok: queued" in out.stdout
 
 
-def test_mail_to_outside_leaves_over_verified_tls():
+def send_from_mx_and_wait(recipient, maildir):
+    """Send from the mx to the outside peer; the smtp client's TLS log line of that delivery."""
     marker = "outbound-probe-%d" % time.time()
     sh(
         "mx",
-        "printf 'Subject: %s\\n\\nhello\\n' | sendmail -f demo@corp.example peer@outside.example" % marker,
+        "printf 'Subject: %s\\n\\nhello\\n' | sendmail -f demo@corp.example %s" % (marker, recipient),
         check=True,
     )
-    for _ in range(60):
-        found = sh("ext", "grep -rl '%s' /var/mail/vhosts/outside.example/peer/new/ 2>/dev/null" % marker)
-        if found.returncode == 0:
-            break
-        time.sleep(1)
-    assert found.returncode == 0, "the message never reached the outside peer"
-    log = sh("mx", "journalctl -t postfix/smtp --no-pager -n 200").stdout
-    # "Verified" with security level dane: the peer's key matched its DNSSEC-validated TLSA record.
-    assert "Verified TLS connection established to ext.outside.example" in log
-    assert "TLSv1.3" in log
+    assert wait_for(lambda: sh("ext", "grep -rl '%s' /var/mail/vhosts/%s/new/" % (marker, maildir)).returncode == 0), (
+        "the message never reached %s" % recipient
+    )
+    log = sh("mx", "journalctl -t postfix/smtp --no-pager -n 300", check=True).stdout.splitlines()
+    sent = [line for line in log if "to=<%s>" % recipient in line and "status=sent" in line][-1]
+    pid = re.search(r"postfix/smtp\[(\d+)\]", sent).group(1)
+    before = [line for line in log[: log.index(sent)] if "postfix/smtp[%s]" % pid in line]
+    return [line for line in before if "TLS connection established" in line][-1]
+
+
+VERIFIED = re.compile(r"Verified TLS connection established to ext\.outside\.example\[[^]]+\]:25: TLSv1\.3")
+
+
+def test_mail_to_a_dane_domain_leaves_over_dane_verified_tls():
+    # dane.outside.example has no MTA-STS policy, so Postfix's default level applies:
+    # dane, the peer's key matched against its DNSSEC-validated TLSA record.
+    assert sh("mx", "postmap -q dane.outside.example socketmap:inet:127.0.0.1:8461:postfix").stdout.strip() == ""
+    assert sh("mx", "postconf -h smtp_tls_security_level", check=True).stdout.strip() == "dane"
+    assert VERIFIED.search(send_from_mx_and_wait("peer@dane.outside.example", "dane.outside.example/peer"))
+
+
+def test_mail_to_outside_leaves_over_verified_tls():
+    # outside.example publishes MTA-STS (enforce): verified against the CA, name matched.
+    assert VERIFIED.search(send_from_mx_and_wait("peer@outside.example", "outside.example/peer"))
 
 
 def test_mx_resolver_validates_the_stack_zones():
