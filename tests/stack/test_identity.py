@@ -562,9 +562,9 @@ def test_directory_outage_fails_logins_temporarily_never_open(enrolled, addresse
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 client.logout()
         assert reason_of("bob") == "directory-unavailable"
-        # SMTP AUTH fails too. Dovecot 2.4 marks the failure temporary
-        # (code=temp_fail), which Postfix 3.10's Dovecot client does not read:
-        # it answers 535, not 454. Refused either way, never accepted.
+        # SMTP AUTH fails too. Dovecot marks the failure temporary, but Postfix's
+        # Dovecot SASL client answers 535 to every failure reply (454 only when it
+        # loses the auth connection). Refused either way, never accepted.
         code, _ = fresh_code("bob", enrolled["bob"]["totp_secret"])
         assert smtp_auth_code(addresses["mx"], "bob", enrolled["bob"]["password"] + code) in (454, 535)
         assert reason_of("bob") == "directory-unavailable"
