@@ -58,9 +58,12 @@ summary = {
     "submission": "127.0.0.1:5587 (STARTTLS) and 127.0.0.1:4465 (TLS), name mx.corp.example",
     "ca": str(state / "ca.pem"),
 }
+# Created 0600 (and made 0600 if an older run left it wider): never readable by others.
 path = state / "credentials.json"
-path.write_text(json.dumps(summary, indent=2) + "\n")
-os.chmod(path, 0o600)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+os.fchmod(fd, 0o600)
+with os.fdopen(fd, "w") as handle:
+    handle.write(json.dumps(summary, indent=2) + "\n")
 # Smoke check: the app password opens the INBOX over the published IMAP port.
 context = ssl.create_default_context(cafile=str(state / "ca.pem"))
 class Imap(imaplib.IMAP4_SSL):

@@ -116,6 +116,9 @@ def _conf_value(value, path):
         check_text(value, path)
         if not value.strip():
             raise InputError(path, "must not be empty")
+        # OpenDKIM cuts a line at '#' (no escape works reliably): the rest would be silently lost.
+        if "#" in value:
+            raise InputError(path, "must not contain '#' (OpenDKIM reads the rest of the line as a comment)")
         return value.strip()
     raise InputError(path, "must be a string, number, boolean or list, got %s" % type(value).__name__)
 

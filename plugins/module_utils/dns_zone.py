@@ -19,9 +19,11 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
 )
 
 RECORD_TYPES = ("A", "AAAA", "CAA", "CNAME", "MX", "NS", "PTR", "SRV", "TLSA", "TXT")
-_OWNER_LABEL = re.compile(r"^(\*|_?[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)$", re.IGNORECASE)
+# Validators use fullmatch: `$` also matches before a trailing newline.
+_OWNER_LABEL = re.compile(r"\*|_?[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?", re.IGNORECASE)
 _SERIAL = re.compile(r"^@\s+IN\s+SOA\s+\S+\s+\S+\s+\(\s*(\d+)\s*;\s*serial", re.MULTILINE)
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_CAA = re.compile(r'(\d+)\s+(issue|issuewild|iodef)\s+"([^"\\]*)"')
 SERIAL_PLACEHOLDER = "@@SERIAL@@"
 
 
@@ -30,7 +32,7 @@ def _check_owner(name, path):
     if name == "@":
         return name
     for label in name.rstrip(".").split("."):
-        if not _OWNER_LABEL.match(label):
+        if not _OWNER_LABEL.fullmatch(label):
             raise InputError(path, "%r is not a valid owner name (label %r)" % (name, label))
     return name
 
@@ -41,11 +43,22 @@ def _target(value, path):
     return value
 
 
+def _txt_octet(octet):
+    """One octet of TXT data in zone-file syntax: itself, \\" or \\\\, or \\DDD."""
+    if octet in (0x22, 0x5C):
+        return "\\" + chr(octet)
+    if 0x20 <= octet < 0x7F:
+        return chr(octet)
+    return "\\%03d" % octet
+
+
 def _quote_txt(value, path):
     check_text(value, path)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     # One TXT string holds at most 255 octets; long values (DKIM keys) are split.
-    chunks = [escaped[i : i + 255] for i in range(0, len(escaped), 255)] or [""]
+    # Cutting the list of escaped octets (not the escaped text) never splits an
+    # escape, and counts octets (UTF-8), not characters.
+    octets = [_txt_octet(octet) for octet in value.encode("utf-8")]
+    chunks = ["".join(octets[i : i + 255]) for i in range(0, len(octets), 255)] or [""]
     return " ".join('"%s"' % chunk for chunk in chunks)
 
 
@@ -83,14 +96,14 @@ def format_rdata(rtype, value, path):
         _int_field(fields[2], path, 1, 65535)
         return "%s %s %s %s" % (fields[0], fields[1], fields[2], _target(fields[3], path))
     if rtype == "TLSA":
-        if len(fields) != 4 or not _HEX.match(fields[3]):
+        if len(fields) != 4 or not _HEX.fullmatch(fields[3]):
             raise InputError(path, "TLSA data must be 'usage selector mtype hexdata'")
         _int_field(fields[0], path, 0, 3)
         _int_field(fields[1], path, 0, 1)
         _int_field(fields[2], path, 0, 2)
         return " ".join(fields[:3] + [fields[3].lower()])
     if rtype == "CAA":
-        match = re.match(r'^(\d+)\s+(issue|issuewild|iodef)\s+"([^"\\]*)"$', value)
+        match = _CAA.fullmatch(value)
         if not match:
             raise InputError(path, "CAA data must be 'flags tag \"value\"'")
         _int_field(match.group(1), path, 0, 255)

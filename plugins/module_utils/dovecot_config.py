@@ -12,9 +12,10 @@ import re
 
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
 
-_SETTING = re.compile(r"^[a-z][a-z0-9_]*$")
+# Used with fullmatch: `$` also matches before a trailing newline.
+_SETTING = re.compile(r"[a-z][a-z0-9_]*")
 # A section type and an optional name; the name may be a listener path (login/login).
-_SECTION = re.compile(r"^[a-z][a-z0-9_]*( [A-Za-z0-9_.@/-]+)?$")
+_SECTION = re.compile(r"[a-z][a-z0-9_]*( [A-Za-z0-9_.@/-]+)?")
 # Dovecot variables (%{user}, %{user | lower}, 2.3's %{rip}) are the only braces a value may hold.
 _VARIABLE = re.compile(r"%\{[^{}]*\}")
 # A value Dovecot would cut short or misread unquoted: a comment sign or an edge space.
@@ -54,7 +55,12 @@ def format_value(value, path, key, include_keys=FILE_INCLUDE_KEYS):
             item_path = "%s[%d]" % (path, index)
             if item is None or isinstance(item, (list, tuple, dict)):
                 raise InputError(item_path, "list items must be strings, numbers or booleans")
-            items.append(_scalar(item, item_path, key, include_keys))
+            text = _scalar(item, item_path, key, include_keys)
+            # Dovecot splits the joined list at spaces (quotes do not help in 2.3's
+            # import_environment): a space would smuggle in another item, e.g. LD_PRELOAD=.
+            if re.search(r"\s", text):
+                raise InputError(item_path, "a list item must not contain whitespace (it would split into two)")
+            items.append(text)
         return " ".join(item for item in items if item)
     return _scalar(value, path, key, include_keys)
 
@@ -71,13 +77,13 @@ def _render(conf, path, depth, include_keys, lines):
             continue
         prefix = INDENT * depth
         if isinstance(value, dict):
-            if not _SECTION.match(key):
+            if not _SECTION.fullmatch(key):
                 raise InputError(item_path, "%r is not a Dovecot section head (type [name])" % key)
             lines.append("%s%s {" % (prefix, key))
             _render(value, item_path, depth + 1, include_keys, lines)
             lines.append("%s}" % prefix)
         else:
-            if not _SETTING.match(key):
+            if not _SETTING.fullmatch(key):
                 raise InputError(item_path, "%r is not a Dovecot setting name" % key)
             text = format_value(value, item_path, key, include_keys)
             lines.append(("%s%s = %s" % (prefix, key, text)).rstrip())

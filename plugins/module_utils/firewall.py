@@ -18,7 +18,8 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
     records,
 )
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# fullmatch: `$` would let a trailing newline into the rule's comment.
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 FLOW_KEYS = {"name", "port", "proto", "from"}
 
 
@@ -60,7 +61,7 @@ def nft_rules(flows, hostvars, admin_sources=(), path="flows"):
             rules.append('%s saddr %s accept comment "admin"' % (family, _set(addresses)))
     for where, flow in records(flows, FLOW_KEYS, path):
         name = flow.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InputError(where + ".name", "%r is not a flow name (a-z, 0-9, -)" % (name,))
         ports = sorted({check_port(port, where + ".port") for port in _as_list(flow.get("port"))})
         protos = _as_list(flow.get("proto", "tcp"))

@@ -43,6 +43,7 @@ _CODE = re.compile(r"\A[0-9]{6}\Z")
 _LOGIN = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 _EMAIL_LOCAL = re.compile(r"\A[a-z0-9_+-][a-z0-9._+-]{0,63}\Z")
 _DNS_LABEL = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_SOURCE = re.compile(r"\A(?:unknown|[0-9.]+|[0-9a-f:]+_64)\Z")  # what source_bucket returns
 _GENERALIZED_TIME = re.compile(
     r"\A(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,](\d+))?(Z|[+-]\d{4})\Z",
 )
@@ -51,8 +52,10 @@ APP_ID_ALPHABET = string.ascii_lowercase + string.digits
 APP_SECRET_ALPHABET = string.ascii_letters + string.digits
 APP_PASSWORD_RE = re.compile(r"\A([a-z0-9]{8})-([A-Za-z0-9]{24})\Z")
 
-# Failure timestamps kept per user; far more than any sensible lockout threshold.
-MAX_FAILURES_KEPT = 100
+# Steps a (login, source) keeps as spent: more than any accepted clock skew (at most 3).
+SPENT_STEPS_KEPT = 8
+# Compare-and-swap attempts on the directory's last step before the login is a tempfail.
+CLAIM_ATTEMPTS = 3
 
 
 class DirectoryUnavailable(Exception):
@@ -65,6 +68,8 @@ class UserRecord:
     dn: str
     enabled: bool
     totp_secret: str | None = None
+    # mailstackTotpLastStep as read at lookup: the step every auth host compares and swaps.
+    totp_last_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -275,11 +280,22 @@ def user_record_from_ldap(dn, entry_attrs):
         dn=dn,
         enabled=_ldap_bool(attrs.get("mailstackenabled", [])),
         totp_secret=secrets_[0] if secrets_ else None,
+        totp_last_step=_last_step(attrs.get("mailstacktotplaststep", [])),
     )
 
 
 # Expiry that cannot be read means expired: the entry then refuses logins instead of living forever.
 _UNREADABLE_EXPIRY = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+# A last step that cannot be read means every step is used: absent would reopen replays.
+_UNREADABLE_STEP = 2**62
+
+
+def _last_step(values):
+    if not values:
+        return None
+    if len(values) != 1 or not re.fullmatch(r"(?:0|[1-9][0-9]{0,17})", values[0]):
+        return _UNREADABLE_STEP
+    return int(values[0])
 
 
 def app_record_from_ldap(dn, entry_attrs):
@@ -302,90 +318,204 @@ def app_record_from_ldap(dn, entry_attrs):
     )
 
 
-# --- Per-user state ---------------------------------------------------------
+# --- Per-user and per-source state -----------------------------------------
+
+
+def source_bucket(remote_ip):
+    """The throttle bucket of a client address: the address, its IPv6 /64, or "unknown".
+
+    A client without a usable address is a bucket of its own, never exempt. One IPv6
+    host usually holds a whole /64, so counting single addresses would let it rotate.
+    The result is also a safe file name: no '/', no leading '.'.
+    """
+    try:
+        address = ipaddress.ip_address(remote_ip)
+    except ValueError:
+        return "unknown"
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.version == 6:
+        return "%s_64" % ipaddress.ip_network("%s/64" % address.exploded, strict=False).network_address
+    return str(address)
 
 
 class AuthState:
-    """Last accepted TOTP step and recent TOTP failures, one JSON file per login.
+    """Per login: the last TOTP step this host accepted (a second opinion: the directory's
+    mailstackTotpLastStep, which every auth host shares, decides). Per source: recent
+    failed logins, each attempt counted before it is evaluated, and the steps spent on a
+    failed bind; these stay local, a throttle of each host (docs/threat-model.md).
 
-    File names are validated login names, which never start with '.', so the
-    '.<login>.lock' lock files and '.<login>.*.tmp' temporary files cannot
-    collide with a user's file. The lock is a separate file because the state
-    file itself is replaced on every write.
+    One JSON file per login, and one per source bucket under '.sources'. Login
+    names never start with '.', so '.sources', the '.<name>.lock' lock files and
+    the '.<name>.*.tmp' temporary files cannot collide with a user's file. The lock
+    is a separate file because the state file itself is replaced on every write.
     """
 
     def __init__(self, path):
         self.path = path
+        self.sources = os.path.join(path, ".sources")
         os.makedirs(path, mode=0o700, exist_ok=True)
+        os.makedirs(self.sources, mode=0o700, exist_ok=True)
 
-    def _file(self, login):
-        return os.path.join(self.path, check_login_name(login))
+    def _locked(self, folder, name):
+        return _FileLock(os.path.join(folder, ".%s.lock" % name))
 
-    def _locked(self, login):
-        lock_path = os.path.join(self.path, ".%s.lock" % check_login_name(login))
-        return _FileLock(lock_path)
+    def _source_lock(self, source):
+        # A fixed set of lock files, so sources seen once leave no lock file behind.
+        stripe = hashlib.sha256(source.encode("ascii")).hexdigest()[:2]
+        return _FileLock(os.path.join(self.sources, ".%s.lock" % stripe))
 
-    def _read(self, login):
+    def _load(self, folder, name, empty):
         try:
-            with open(self._file(login), encoding="utf-8") as handle:
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
                 data = json.load(handle)
         except FileNotFoundError:
-            return {"step": None, "failures": []}
+            return empty
         except ValueError:
-            # A corrupt file could hide the last step and allow a replay: refuse to decide.
-            raise OSError("corrupt auth state for %s" % login) from None
+            # A corrupt file could hide the last step or the count: refuse to decide.
+            raise OSError("corrupt auth state for %s" % name) from None
         if not isinstance(data, dict):
-            raise OSError("corrupt auth state for %s" % login)
-        step = data.get("step")
-        failures = data.get("failures", [])
-        if (step is not None and not isinstance(step, int)) or not isinstance(failures, list):
-            raise OSError("corrupt auth state for %s" % login)
-        return {"step": step, "failures": [float(f) for f in failures]}
+            raise OSError("corrupt auth state for %s" % name)
+        return data
 
-    def _write(self, login, data):
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".%s." % login, suffix=".tmp")  # mode 0600
+    def _write(self, folder, name, data):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % name, suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(data, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, self._file(login))
+            os.replace(tmp, os.path.join(folder, name))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
 
+    # Login files: the replay guard.
+
+    def _read_step(self, login):
+        step = self._load(self.path, check_login_name(login), {}).get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise OSError("corrupt auth state for %s" % login)
+        return step
+
     def last_step(self, login):
-        with self._locked(login):
-            return self._read(login)["step"]
+        with self._locked(self.path, check_login_name(login)):
+            return self._read_step(login)
 
     def claim_step(self, login, step):
         """Record `step` as used; False when it is not newer than the last accepted one (replay)."""
-        with self._locked(login):
-            data = self._read(login)
-            if data["step"] is not None and step <= data["step"]:
+        with self._locked(self.path, check_login_name(login)):
+            last = self._read_step(login)
+            if last is not None and step <= last:
                 return False
-            data["step"] = step
-            self._write(login, data)
+            self._write(self.path, login, {"step": step})
             return True
 
-    def record_failure(self, login, now):
-        with self._locked(login):
-            data = self._read(login)
-            data["failures"] = (data["failures"] + [_timestamp(now)])[-MAX_FAILURES_KEPT:]
-            self._write(login, data)
+    # Source files: the throttle. Failures are unix times, pruned to the window.
 
-    def failures_since(self, login, since):
-        cutoff = _timestamp(since)
-        with self._locked(login):
-            return sum(1 for stamp in self._read(login)["failures"] if stamp >= cutoff)
+    def _read_source(self, source, cutoff):
+        data = self._load(self.sources, source, {})
+        try:
+            failures = [float(t) for t in data.get("failures", []) if float(t) >= cutoff]
+            logins = {}
+            for login, entry in data.get("logins", {}).items():
+                recent = [float(t) for t in entry.get("failures", []) if float(t) >= cutoff]
+                # A step is spent only by a failed bind, which is also a recent failure.
+                if recent:
+                    logins[login] = {"failures": recent, "spent": [int(n) for n in entry.get("spent", [])]}
+        except (AttributeError, TypeError, ValueError):
+            raise OSError("corrupt auth state for source %s" % source) from None
+        return {"failures": failures, "logins": logins}
 
-    def clear_failures(self, login):
-        with self._locked(login):
-            data = self._read(login)
-            if data["failures"]:
-                data["failures"] = []
-                self._write(login, data)
+    def _update_source(self, source, cutoff, change):
+        """`change(data)` -> (answer, write) under the source's lock; a source with no recent
+        failure keeps no file."""
+        if not _SOURCE.match(source):
+            raise ValueError("%r is not a source bucket" % (source,))
+        with self._source_lock(source):
+            data = self._read_source(source, cutoff)
+            answer, write = change(data)
+            if write and data["failures"]:
+                self._write(self.sources, source, data)
+            elif write:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.sources, source))
+            return answer
+
+    def source_failures(self, source, cutoff):
+        return self._update_source(source, cutoff, lambda data: (len(data["failures"]), False))
+
+    def reserve(self, source, login, now, cutoff, login_limit, source_limit):
+        """Count one attempt as a failure before it is evaluated; False when a limit is reached.
+
+        Counting first, under the lock, means concurrent attempts cannot all pass the
+        check before any of them is recorded. `login` None counts for the source only.
+        """
+        stamp = _timestamp(now)
+
+        def change(data):
+            entry = data["logins"].get(login, {"failures": [], "spent": []}) if login else None
+            if len(data["failures"]) >= source_limit or (entry is not None and len(entry["failures"]) >= login_limit):
+                return False, False
+            data["failures"].append(stamp)
+            if entry is not None:
+                entry["failures"].append(stamp)
+                data["logins"][login] = entry
+            return True, True
+
+        return self._update_source(source, cutoff, change)
+
+    def release(self, source, login, now, cutoff, success=False, step=None):
+        """Take back a reservation: the attempt turned out not to be a failure. On success
+        also forget the login's failures from this source: its owner has just proven herself."""
+        stamp = _timestamp(now)
+
+        def change(data):
+            with contextlib.suppress(ValueError):
+                data["failures"].remove(stamp)
+            entry = data["logins"].get(login) if login else None
+            if entry is not None:
+                with contextlib.suppress(ValueError):
+                    entry["failures"].remove(stamp)
+                with contextlib.suppress(ValueError):
+                    entry["spent"].remove(step)
+                if success or not entry["failures"]:
+                    del data["logins"][login]
+            return None, True
+
+        self._update_source(source, cutoff, change)
+
+    def spend_step(self, source, login, step, cutoff):
+        """Allow one bind for `step` per login and source; False when it was spent already."""
+
+        def change(data):
+            entry = data["logins"].get(login)
+            if entry is None:
+                raise OSError("no reservation for %s from %s" % (login, source))
+            if step in entry["spent"]:
+                return False, False
+            entry["spent"] = (entry["spent"] + [step])[-SPENT_STEPS_KEPT:]
+            return True, True
+
+        return self._update_source(source, cutoff, change)
+
+    def sweep(self, cutoff):
+        """Delete the files of sources with no failure since `cutoff`; the number deleted."""
+        removed = 0
+        for name in os.listdir(self.sources):
+            if name.startswith(".") or not _SOURCE.match(name):
+                continue
+            with self._source_lock(name):
+                try:
+                    recent = self._read_source(name, cutoff)["failures"]
+                except OSError:
+                    continue  # corrupt: left for the next login from that source to report
+                if not recent:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.sources, name))
+                        removed += 1
+        return removed
 
 
 class _FileLock:
@@ -416,18 +546,60 @@ def _fail(reason):
     return AuthResult("fail", None, reason)
 
 
-def authenticate(request, directory, state, now, window=1, lockout_failures=5, lockout_seconds=900):
-    """Decide one login; an AuthResult whose status is "ok", "fail" or "tempfail"."""
+class _Attempt:
+    """One login attempt's place in the throttle of its source bucket."""
+
+    def __init__(self, state, request, now, login_failures, source_failures, throttle_seconds):
+        self.state = state
+        self.source = source_bucket(request.remote_ip)
+        self.now = now
+        self.cutoff = _timestamp(now) - throttle_seconds
+        self.limits = (login_failures, source_failures)
+        self.login = None
+        self.reserved = False
+        self.step = None
+
+    def source_throttled(self):
+        return self.state.source_failures(self.source, self.cutoff) >= self.limits[1]
+
+    def reserve(self, login):
+        self.login = login
+        self.reserved = self.state.reserve(self.source, login, self.now, self.cutoff, *self.limits)
+        return self.reserved
+
+    def spend(self, step):
+        self.step = step
+        return self.state.spend_step(self.source, self.login, step, self.cutoff)
+
+    def release(self, success=False):
+        if self.reserved:
+            self.state.release(self.source, self.login, self.now, self.cutoff, success, self.step)
+            self.reserved = False
+
+
+def authenticate(request, directory, state, now, window=1, login_failures=5, source_failures=30, throttle_seconds=900):
+    """Decide one login; an AuthResult whose status is "ok", "fail" or "tempfail".
+
+    At most `login_failures` failed logins per login and source bucket, and
+    `source_failures` per source bucket for all logins, within `throttle_seconds`;
+    beyond them the source is refused without evaluating anything.
+    """
+    attempt = _Attempt(state, request, now, login_failures, source_failures, throttle_seconds)
     try:
-        return _authenticate(request, directory, state, now, window, lockout_failures, lockout_seconds)
+        result = _authenticate(request, directory, state, now, window, attempt)
+        if result.status == "ok":
+            attempt.release(success=True)
+        return result
     except DirectoryUnavailable:
+        with contextlib.suppress(OSError):
+            attempt.release()  # an outage is no failed guess
         return AuthResult("tempfail", None, "directory-unavailable")
     except OSError:
-        # The state directory decides replay and lockout; without it nothing is granted.
+        # The state directory decides replay and throttling; without it nothing is granted.
         return AuthResult("tempfail", None, "state-unavailable")
 
 
-def _authenticate(request, directory, state, now, window, lockout_failures, lockout_seconds):
+def _authenticate(request, directory, state, now, window, attempt):
     fields = (request.user, request.password, request.service, request.remote_ip)
     if not all(isinstance(f, str) for f in fields) or any(_CONTROL.search(f) for f in fields):
         return _fail("bad-input")
@@ -435,17 +607,26 @@ def _authenticate(request, directory, state, now, window, lockout_failures, lock
         return _fail("bad-input")
     if request.service not in SERVICES:
         return _fail("bad-service")
+    # A source over its limit is refused before the directory is asked anything.
+    if attempt.source_throttled():
+        return _fail("source-throttled")
     try:
         check_login_name(request.user)
     except ValueError:
+        attempt.reserve(None)
         return _fail("unknown-user")
 
+    # The lookup (as the service account, counted by no password policy) gives the
+    # canonical login, so aliases share one count.
     user = directory.find_user(request.user)
-    if user is None:
-        return _fail("unknown-user")
     try:
-        check_login_name(user.login)  # it names the state file
+        login = check_login_name(user.login) if user is not None else request.user
     except ValueError:
+        user, login = None, request.user
+    # Counted as a failure before anything is evaluated; success takes it back.
+    if not attempt.reserve(login):
+        return _fail("source-throttled")
+    if user is None:
         return _fail("unknown-user")
     if not user.enabled:
         return _fail("disabled")
@@ -472,20 +653,56 @@ def _authenticate(request, directory, state, now, window, lockout_failures, lock
         decode_secret(user.totp_secret)
     except ValueError:
         return _fail("totp-secret-invalid")
-    since = _timestamp(now) - lockout_seconds
-    if state.failures_since(user.login, since) >= lockout_failures:
-        # No bind: a locked-out guesser must not learn whether the password part is right.
-        return _fail("totp-locked")
-    if not directory.bind(user.dn, password):
-        return _fail("bad-password")  # counted by the LDAP server's password policy
+    # The code first, locally: a wrong or used code never reaches the directory, so
+    # slapd's password policy only counts wrong passwords that came with a fresh valid
+    # code, which no one without the TOTP secret can produce.
     step = verify_totp(user.totp_secret, code, now, window)
     if step is None:
-        state.record_failure(user.login, now)
         return _fail("totp-invalid")
+    # The directory's last step is the one every auth host shares; this host's own file
+    # is a second opinion (it keeps refusing what this host accepted if the directory's
+    # value is ever lost), never the only one. Ahead of every valid code means a clock
+    # far ahead on some auth host, or a write by someone holding the dovecot account.
+    stored = user.totp_last_step
+    if stored is not None and stored > time_step(now) + window:
+        return _fail("totp-step-ahead")
+    if any(last is not None and step <= last for last in (stored, state.last_step(user.login))):
+        return _fail("totp-replayed")
+    # One failed bind per code and source: someone who saw a valid code cannot try
+    # password after password with it, nor spend it for the user's own address.
+    if not attempt.spend(step):
+        return _fail("totp-spent")
+    if not directory.bind(user.dn, password):
+        return _fail("bad-password")
+    # Claimed only now: a code sent with a wrong password stays the user's. The directory
+    # first: a code is never accepted without being recorded where every host sees it.
+    if not claim_directory_step(directory, user, step):
+        return _fail("totp-replayed")
     if not state.claim_step(user.login, step):
         return _fail("totp-replayed")
-    state.clear_failures(user.login)
     return AuthResult("ok", user.login, "totp")
+
+
+def claim_directory_step(directory, user, step):
+    """Record `step` as the user's last in the directory; False when it is not newer (replay).
+
+    `directory.claim_step(user, step)` is a compare-and-swap against the step read at
+    lookup (an LDAP modify that deletes that value and adds the new one, or only adds
+    when there was none): False when another auth host changed it first. Then the step
+    is read again: the same or a newer one is a replay; an older one is swapped again.
+    DirectoryUnavailable when the write fails or the step keeps changing.
+    """
+    for _attempt in range(CLAIM_ATTEMPTS):
+        last = user.totp_last_step
+        if last is not None and step <= last:
+            return False
+        if directory.claim_step(user, step):
+            return True
+        fresh = directory.find_user(user.login)
+        if fresh is None or fresh.dn != user.dn:
+            raise DirectoryUnavailable("%s changed during the login" % user.login)
+        user = fresh
+    raise DirectoryUnavailable("the last TOTP step of %s keeps changing" % user.login)
 
 
 def _aware(now):
@@ -594,7 +811,7 @@ def lookup_user(name, directory):
 def handle_line(line, directory, state, now, log=None, **options):
     """The reply line for one request line; `log` receives the log line of each AUTH.
 
-    `options` are passed to authenticate (window, lockout_failures, lockout_seconds).
+    `options` are passed to authenticate (window, login_failures, source_failures, throttle_seconds).
     """
     try:
         command, payload = parse_request(line)

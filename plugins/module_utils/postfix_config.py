@@ -11,10 +11,11 @@ import re
 
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
 
-_PARAM = re.compile(r"^[a-z][A-Za-z0-9_]*$")  # smtp_tls_CAfile has capitals
+# Used with fullmatch: `$` also matches before a trailing newline.
+_PARAM = re.compile(r"[a-z][A-Za-z0-9_]*")  # smtp_tls_CAfile has capitals
 # A master.cf service name: a word, or [address]/address with an optional :port.
-_SERVICE = re.compile(r"^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9.]+):?[A-Za-z0-9_.-]*$")
-_WORD = re.compile(r"^[^\s{}]+$")
+_SERVICE = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9.]+):?[A-Za-z0-9_.-]*")
+_WORD = re.compile(r"[^\s{}]+")
 MASTER_TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
 MASTER_FIELDS = ("type", "private", "unpriv", "chroot", "wakeup", "maxproc", "command", "args", "options")
 
@@ -35,7 +36,7 @@ def format_value(value, path):
 
 def check_param_name(name, path, known=None):
     check_text(name, path)
-    if not _PARAM.match(name):
+    if not _PARAM.fullmatch(name):
         raise InputError(path, "%r is not a Postfix parameter name" % name)
     if known is not None and name not in known and not _is_service_override(name, known):
         raise InputError(path, "%r is not a parameter this Postfix knows" % name)
@@ -72,7 +73,7 @@ def _flag(value, path):
     if isinstance(value, int):
         return str(value)
     text = check_text(value, path)
-    if not re.match(r"^(y|n|-|[0-9]+\??)$", text):
+    if not re.fullmatch(r"y|n|-|[0-9]+\??", text):
         raise InputError(path, "%r must be y, n, - or a number" % text)
     return text
 
@@ -82,7 +83,7 @@ def _option(name, value, path, known):
     text = format_value(value, path)
     if "{" in text or "}" in text:
         raise InputError(path, "braces are not allowed in a master.cf option value")
-    if _WORD.match(text):
+    if _WORD.fullmatch(text):
         return "  -o %s=%s" % (name, text)
     # Postfix 3.0+ reads an option with spaces in { name = value } form.
     return "  -o { %s = %s }" % (name, text)
@@ -109,12 +110,12 @@ def render_master_cf(services, known=None):
             raise InputError(path, "unknown fields %s" % ", ".join(sorted(unknown)))
         name = entry.get("name", key)
         check_text(name, path + ".name")
-        if not _SERVICE.match(name):
+        if not _SERVICE.fullmatch(name):
             raise InputError(path + ".name", "%r is not a master.cf service name" % name)
         if entry.get("type") not in MASTER_TYPES:
             raise InputError(path + ".type", "must be one of %s" % ", ".join(MASTER_TYPES))
         command = entry.get("command")
-        if not isinstance(command, str) or not _WORD.match(check_text(command, path + ".command")):
+        if not isinstance(command, str) or not _WORD.fullmatch(check_text(command, path + ".command")):
             raise InputError(path + ".command", "must be a single word naming the daemon")
         args = entry.get("args") or []
         if not isinstance(args, list):
@@ -122,7 +123,7 @@ def render_master_cf(services, known=None):
         words = []
         for index, arg in enumerate(args):
             text = check_text(str(arg), "%s.args[%d]" % (path, index))
-            if not _WORD.match(text):
+            if not _WORD.fullmatch(text):
                 raise InputError("%s.args[%d]" % (path, index), "%r must be one word" % text)
             words.append(text)
         fields = [

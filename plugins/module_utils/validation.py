@@ -10,8 +10,9 @@ the variable instead of becoming an injected config line.
 import ipaddress
 import re
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
-_LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$", re.IGNORECASE)
+# Patterns are used with fullmatch: `$` also matches before a trailing newline.
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+_LOCAL_PART = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -40,7 +41,7 @@ def check_hostname(value, path):
     if not name or len(name) > 253:
         raise InputError(path, "%r is not a valid host name (length)" % value)
     for label in name.split("."):
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise InputError(path, "%r is not a valid host name (label %r)" % (value, label))
     return value
 
@@ -84,7 +85,7 @@ def check_cidr(value, path):
 def check_email(value, path):
     check_text(value, path)
     local, sep, domain = value.rpartition("@")
-    if not sep or not _LOCAL_PART.match(local) or local.startswith(".") or ".." in local:
+    if not sep or not _LOCAL_PART.fullmatch(local) or local.startswith(".") or ".." in local:
         raise InputError(path, "%r is not a valid mail address" % value)
     check_domain(domain, path)
     return value
@@ -96,12 +97,12 @@ def check_port(value, path):
     return value
 
 
-_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def check_login(value, path):
     """A mail login name: lower-case letters, digits, dot, underscore, hyphen."""
-    if not isinstance(value, str) or not _LOGIN.match(value):
+    if not isinstance(value, str) or not _LOGIN.fullmatch(value):
         raise InputError(path, "%r is not a login name (a-z, 0-9, . _ -, at most 64)" % (value,))
     return value
 
@@ -113,23 +114,68 @@ def check_positive(value, path):
     return value
 
 
-_SOCKET = re.compile(r"^(unix:[A-Za-z0-9_./-]+|inet:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
+_SOCKET = re.compile(r"unix:[A-Za-z0-9_./-]+|inet:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 
 
 def check_socket(value, path):
     """A Postfix-style service address: unix:<path> or inet:<host>:<port>, nothing more."""
-    if not isinstance(value, str) or not _SOCKET.match(value):
+    if not isinstance(value, str) or not _SOCKET.fullmatch(value):
         raise InputError(path, "%r is not unix:<path> or inet:<host>:<port>" % (value,))
     return value
 
 
-_TABLE = re.compile(r"^[a-z0-9_]+:[A-Za-z0-9_./:\[\]-]+$")
+_TABLE = re.compile(r"[a-z0-9_]+:[A-Za-z0-9_./:\[\]-]+")
 
 
 def check_table(value, path):
     """A Postfix lookup table, type:name, with nothing that could start another list item."""
-    if not isinstance(value, str) or not _TABLE.match(value):
+    if not isinstance(value, str) or not _TABLE.fullmatch(value):
         raise InputError(path, "%r is not a Postfix table (type:name, no spaces or commas)" % (value,))
+    return value
+
+
+# One URI, no user info, path or query: OpenLDAP takes a space- or comma-separated
+# list, so anything after the host could add a second server.
+_LDAP_URI = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/?")
+
+
+def check_ldap_uri(value, path, schemes=("ldaps", "ldap")):
+    """A single directory URI, scheme://host[:port].
+
+    Plain ldap:// is for consumers that force StartTLS on it (mailstack-authd);
+    check_ldaps_uri is for those that would send the bind password in clear.
+    """
+    if not isinstance(value, str):
+        raise InputError(path, "must be a string")
+    check_text(value, path)
+    wanted = " or ".join("%s://" % scheme for scheme in schemes)
+    match = _LDAP_URI.fullmatch(value)
+    if not match:
+        raise InputError(path, "%r is not one %shost[:port] URI" % (value, wanted))
+    if match.group("scheme") not in schemes:
+        raise InputError(path, "%r must start with %s" % (value, wanted))
+    if match.group("port") is not None:
+        check_port(int(match.group("port")), path)
+    if not match.group("host").startswith("["):
+        check_hostname(match.group("host"), path)
+    return value
+
+
+def check_ldaps_uri(value, path):
+    """A single ldaps://host[:port]: the bind password never crosses the network in clear."""
+    return check_ldap_uri(value, path, schemes=("ldaps",))
+
+
+_UNSAFE_PATH = re.compile(r"[\s\"'\\%{}$#;,]")
+
+
+def check_abspath(value, path):
+    """An absolute, normalised path with nothing a config list or a shell would split or expand."""
+    check_text(value, path)
+    if not value.startswith("/") or _UNSAFE_PATH.search(value):
+        raise InputError(path, "%r is not an absolute path without spaces, quotes or %%{}$#;," % value)
+    if any(part in (".", "..") for part in value.split("/")):
+        raise InputError(path, "%r must not contain . or .. components" % value)
     return value
 
 
@@ -159,6 +205,9 @@ CHECKS = {
     "positive": check_positive,
     "socket": check_socket,
     "table": check_table,
+    "ldap_uri": check_ldap_uri,
+    "ldaps_uri": check_ldaps_uri,
+    "abspath": check_abspath,
 }
 
 
@@ -219,15 +268,19 @@ def validate_formats(values, formats):
     element, `{}` every mapping value, `{key}` every mapping key, a bare word
     a mapping key. Variables that
     are absent or null are skipped: required-ness is the argument spec's job.
+    A kind ending in `?` also accepts an empty string ("not used", e.g. no directory).
     """
     for spec, kind in formats.items():
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
         if kind not in CHECKS:
             raise ValueError("unknown format %r for %s" % (kind, spec))
         name, steps = parse_format_path(spec)
         if values.get(name) is None:
             continue
         for path, item in _select(values[name], steps, name):
-            CHECKS[kind](item, path)
+            if not (optional and item == ""):
+                CHECKS[kind](item, path)
 
 
 def validate_inputs(values, formats):

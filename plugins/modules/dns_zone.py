@@ -84,11 +84,13 @@ serial:
   type: int
 """
 
-import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.file_output import (
+    exit_with_file_attributes,
+    write_atomically,
+)
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.dns_zone import (
     parse_serial,
     plan_zone,
@@ -136,21 +138,17 @@ def main():
         result["diff"] = dict(before=existing or "", after=text, before_header=path, after_header=path)
 
     if changed and not module.check_mode:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".zone-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
         checker = module.get_bin_path("named-checkzone") if params["checkzone"] else None
-        if checker:
-            rc, out, err = module.run_command([checker, params["zone"], tmp])
-            if rc != 0:
-                os.unlink(tmp)
-                module.fail_json(msg="named-checkzone refused the zone", stdout=out, stderr=err)
-        module.atomic_move(tmp, path)
 
-    if os.path.exists(path):
-        file_args = module.load_file_common_arguments(params)
-        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    module.exit_json(**result)
+        def checkzone(candidate):
+            if not checker:
+                return None
+            rc, out, err = module.run_command([checker, params["zone"], candidate])
+            return None if rc == 0 else dict(msg="named-checkzone refused the zone", stdout=out, stderr=err)
+
+        write_atomically(module, path, text, checkzone)
+
+    exit_with_file_attributes(module, path, result)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import smtplib
 import ssl
 import stat
@@ -24,7 +25,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, STATE, container, run_playbook, sh, wait_for
+from conftest import ROOT, STATE, container, copy_to, run_playbook, sh, wait_for
 
 COLLECTIONS = ROOT / "build" / "collections"
 _LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
@@ -190,7 +191,7 @@ def imap(addresses):
 def enrolled():
     """alice: new password and TOTP, an imap-only app password `laptop`;
     bob: new password and TOTP, a device-bound app password `phone` with a device certificate;
-    demo: new password and TOTP (for the lockout test)."""
+    demo: new password and TOTP (for the throttle and lockout tests)."""
     _, alice_apps, alice = enroll("alice", "new_password=true", "new_totp=true", "app_name=laptop", "app_scopes=imap")
     _, bob_apps, bob = enroll(
         "bob", "new_password=true", "new_totp=true", "app_name=phone", "app_device_bound=true", "device_cert=true"
@@ -280,6 +281,83 @@ def test_replayed_code_is_refused(enrolled, imap):
     assert imap_login(imap, "alice", enrolled["alice"]["password"] + code)
     assert not imap_login(imap, "alice", enrolled["alice"]["password"] + code)
     assert reason_of("alice") == "totp-replayed"
+
+
+# A second auth host: another mailstack-authd on the imap container with the same
+# directory and service account but its own state directory and socket, as a second
+# IMAP host of the group runs it. Asked directly, in the daemon's line protocol.
+PEER_UNIT = "mailstack-authd-peer"
+PEER_CONFIG = "/etc/mailstack/authd-peer.json"
+PEER_SOCKET = "/run/%s/auth.sock" % PEER_UNIT
+PEER_CLIENT = r"""
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+    client.settimeout(30)
+    client.connect(sys.argv[1])
+    client.sendall(sys.stdin.buffer.read())
+    client.shutdown(socket.SHUT_WR)
+    sys.stdout.buffer.write(client.makefile("rb").readline())
+"""
+
+
+def _imap_exec(command, data):
+    """A command in the imap container with `data` on stdin (passwords stay out of argv)."""
+    result = subprocess.run(
+        ["podman", "exec", "-i", container("imap"), *command], input=data, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, (command, result.stderr)
+    return result.stdout
+
+
+@contextlib.contextmanager
+def second_auth_host():
+    config = json.loads(sh("imap", "cat /etc/mailstack/authd.json", check=True).stdout)
+    config.update(socket=PEER_SOCKET, state_dir="/var/lib/%s" % PEER_UNIT)
+    try:
+        _imap_exec(
+            ["sh", "-c", "umask 027 && cat > %s && chgrp mailstack-auth %s" % (PEER_CONFIG, PEER_CONFIG)],
+            json.dumps(config),
+        )
+        run = (
+            "systemd-run --unit=%s --collect -p User=mailstack-auth -p Group=mailstack-auth"
+            " -p RuntimeDirectory=%s -p StateDirectory=%s -p StateDirectoryMode=0700 -p UMask=0077"
+            " /usr/local/sbin/mailstack-authd %s" % (PEER_UNIT, PEER_UNIT, PEER_UNIT, PEER_CONFIG)
+        )
+        sh("imap", run, check=True)
+        assert wait_for(lambda: sh("imap", "test -S %s" % PEER_SOCKET).returncode == 0, 30), sh(
+            "imap", "journalctl -u %s -o cat --no-pager -n 20" % PEER_UNIT
+        ).stdout
+        yield
+    finally:
+        sh("imap", "systemctl stop %s; systemctl reset-failed %s" % (PEER_UNIT, PEER_UNIT))
+        sh("imap", "rm -f %s; rm -rf /var/lib/%s" % (PEER_CONFIG, PEER_UNIT))
+
+
+def ask_second_auth_host(user, password, rip="192.0.2.99"):
+    """The second daemon's (kind, value) for an IMAP login of `user`."""
+    line = mail_auth.format_request("AUTH", "imap", user, password, rip, "")
+    return mail_auth.parse_reply(_imap_exec(["python3", "-c", PEER_CLIENT, PEER_SOCKET], line))
+
+
+def test_code_accepted_by_one_auth_host_is_refused_by_another(enrolled, imap):
+    """Issue 9 item 4: the last used step lives in the directory, claimed by compare-and-swap,
+    not in each host's state directory, so a code is accepted once across all auth hosts."""
+    alice = enrolled["alice"]
+    entry = "uid=alice,%s" % PEOPLE
+    with second_auth_host():
+        code, step = fresh_code("alice", alice["totp_secret"])
+        assert imap_login(imap, "alice", alice["password"] + code)  # Dovecot and the first daemon
+        assert "mailstackTotpLastStep: %d" % step in root_search(entry, "-s base mailstackTotpLastStep")
+        assert ask_second_auth_host("alice", alice["password"] + code) == ("FAIL", "totp-replayed")
+        # Positive twin: the second host takes a fresh code, which the first then refuses.
+        code, step = fresh_code("alice", alice["totp_secret"])
+        assert ask_second_auth_host("alice", alice["password"] + code) == ("OK", "alice")
+        assert "mailstackTotpLastStep: %d" % step in root_search(entry, "-s base mailstackTotpLastStep")
+        assert not imap_login(imap, "alice", alice["password"] + code)
+        assert reason_of("alice") == "totp-replayed"
+    # And the first host goes on with the next code (which also clears the failure above).
+    code, _ = fresh_code("alice", alice["totp_secret"])
+    assert imap_login(imap, "alice", alice["password"] + code)
 
 
 def test_wrong_code_is_refused(enrolled, imap):
@@ -669,16 +747,102 @@ def test_user_leaving_the_inventory_is_disabled_and_locked(addresses):
         extra.unlink(missing_ok=True)
 
 
-# --- lockout (last: it blocks demo's code logins for the lockout period) -------
+# --- throttling and lockout (last: they refuse addresses for 15 minutes) ---------
+
+# Logins from the outside peer: (service, password) pairs tried one after another from ext,
+# IMAP on 993 and SMTP AUTH on 587 after STARTTLS, both servers verified by name.
+EXT_LOGINS = r"""
+import imaplib, json, smtplib, ssl, sys
+user, attempts = sys.argv[1], json.loads(sys.argv[2])
+context = ssl.create_default_context(cafile="/tmp/mailstack-ca.pem")
+results = []
+for service, password in attempts:
+    if service == "imap":
+        client = imaplib.IMAP4_SSL("imap.corp.example", 993, ssl_context=context, timeout=60)
+        try:
+            client.login(user, password)
+            results.append("ok")
+        except imaplib.IMAP4.error as exc:
+            results.append("refused: %s" % exc)
+        finally:
+            try:
+                client.logout()
+            except Exception:
+                pass
+    else:
+        with smtplib.SMTP("mx.corp.example", 587, local_hostname="client.outside.example", timeout=60) as client:
+            client.starttls(context=context)
+            client.ehlo("client.outside.example")
+            try:
+                client.login(user, password)
+                results.append("ok")
+            except smtplib.SMTPAuthenticationError as exc:
+                results.append("refused: %s" % exc.smtp_code)
+print(json.dumps(results))
+"""
 
 
-def test_five_wrong_codes_lock_out_even_the_right_code(enrolled, imap):
+def ext_logins(user, attempts):
+    """Results ("ok" or "refused: ...") of logins from the outside peer, one per attempt."""
+    copy_to("ext", CA, "/tmp/mailstack-ca.pem")
+    command = "python3 -c %s %s %s" % (shlex.quote(EXT_LOGINS), shlex.quote(user), shlex.quote(json.dumps(attempts)))
+    out = sh("ext", command, check=True, timeout=600)
+    return json.loads(out.stdout)
+
+
+def auth_lines_since(since, user, rip):
+    """The daemon's log lines for `user` from `rip` since unix time `since`."""
+    out = sh("imap", "journalctl -u mailstack-authd -o cat --no-pager --since @%d" % since, check=True).stdout
+    return [line for line in out.splitlines() if line.startswith("auth ") and " user=%s rip=%s" % (user, rip) in line]
+
+
+def test_outsider_cannot_lock_a_user_out(enrolled, addresses, imap):
+    """20 failed IMAP and SMTP logins for alice from the outside peer: the peer is refused
+    after 5 evaluated ones, slapd counts none of them, and alice from another address (the
+    controller) logs in at once with password + code, over IMAP and SMTP."""
+    alice = enrolled["alice"]
+    dn = "uid=alice,%s" % PEOPLE
+    policy_before = root_search(dn, "-s base pwdFailureTime pwdAccountLockedTime")
+    since = int(time.time()) - 1
+    attempts = [
+        ("imap" if n % 2 else "smtp", "guess-%s%s" % (secrets.token_hex(4), wrong_code(alice["totp_secret"])))
+        for n in range(20)
+    ]
+    results = ext_logins("alice", attempts)
+    assert len(results) == 20 and not any(r == "ok" for r in results), results
+    lines = auth_lines_since(since, "alice", addresses["ext"])
+    assert len(lines) == 20, lines
+    reasons = [re.search(r"reason=(\S+)", line).group(1) for line in lines]
+    evaluated = [r for r in reasons if r != "source-throttled"]
+    assert len(evaluated) <= 5 and reasons[-1] == "source-throttled", reasons
+    assert {" service=imap " in line for line in lines} == {True, False}  # both services were tried
+    # No wrong code reached the directory: the password policy counted nothing, locked nothing.
+    assert root_search(dn, "-s base pwdFailureTime pwdAccountLockedTime") == policy_before
+    # Positive twin: alice, from the controller, at once.
+    code, _ = fresh_code("alice", alice["totp_secret"])
+    assert imap_login(imap, "alice", alice["password"] + code)
+    code, _ = fresh_code("alice", alice["totp_secret"])
+    with submission(addresses["mx"]) as client:
+        assert client.login("alice", alice["password"] + code)[0] == 235
+    # The peer itself stays refused for alice, even with her right password and a fresh code.
+    code, _ = fresh_code("alice", alice["totp_secret"])
+    assert ext_logins("alice", [["imap", alice["password"] + code]]) != ["ok"]
+    assert re.search(r"reason=(\S+)", auth_lines_since(since, "alice", addresses["ext"])[-1]).group(1) == (
+        "source-throttled"
+    )
+
+
+def test_five_wrong_codes_refuse_that_address_not_the_user(enrolled, addresses, imap):
     demo = enrolled["demo"]
     for _ in range(5):
         assert not imap_login(imap, "demo", demo["password"] + wrong_code(demo["totp_secret"]))
+    assert reason_of("demo") == "totp-invalid"
     code, _ = fresh_code("demo", demo["totp_secret"])
     assert not imap_login(imap, "demo", demo["password"] + code)
-    assert reason_of("demo") == "totp-locked"
+    assert reason_of("demo") == "source-throttled"
+    # From another address (the outside peer) the same login works with the next code.
+    code, _ = fresh_code("demo", demo["totp_secret"])
+    assert ext_logins("demo", [["imap", demo["password"] + code]]) == ["ok"]
 
 
 def test_five_wrong_passwords_lock_the_directory_account(enrolled, addresses):

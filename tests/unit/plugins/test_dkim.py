@@ -215,3 +215,12 @@ def test_role_base_config_renders_signing_for_submission_only():
         "Canonicalization relaxed/simple",
     ):
         assert line in lines, line
+
+
+# OpenDKIM ends a line at '#' (a comment): "Domain corp.example # x" would silently cut the value.
+@pytest.mark.parametrize(
+    "conf", [{"Domain": "corp.example#evil.example"}, {"Domain": ["corp.example", "a#b"]}, {"Selector": "#"}]
+)
+def test_comment_sign_in_an_opendkim_value_is_refused(conf):
+    with pytest.raises(InputError, match="'#'"):
+        dkim.render_opendkim_conf(conf)

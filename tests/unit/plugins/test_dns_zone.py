@@ -88,3 +88,33 @@ def test_next_serial():
     assert z.next_serial(None, "20261125") == 2026112500
     assert z.next_serial(2026112599, "20261125") == 2026112600
     assert z.next_serial(2030010100, "20261125") == 2030010101
+
+
+def _txt_octets(rdata):
+    """The character-strings of zone-file TXT data as octets: \\X is X, \\DDD one octet."""
+    strings = []
+    for quoted in re.findall(r'"((?:[^"\\]|\\.)*)"', rdata):
+        octets, index = bytearray(), 0
+        while index < len(quoted):
+            if quoted[index] == "\\" and quoted[index + 1 : index + 4].isdigit():
+                octets.append(int(quoted[index + 1 : index + 4]))
+                index += 4
+            elif quoted[index] == "\\":
+                octets += quoted[index + 1].encode()
+                index += 2
+            else:
+                octets += quoted[index].encode()
+                index += 1
+        strings.append(bytes(octets))
+    assert rdata == " ".join('"%s"' % q for q in re.findall(r'"((?:[^"\\]|\\.)*)"', rdata))
+    return strings
+
+
+@pytest.mark.parametrize("offset", [253, 254, 255])
+@pytest.mark.parametrize("special", ['"', "\\", "é", "\u20ac"])
+def test_txt_escapes_are_never_split_across_strings(offset, special):
+    # A DKIM-like record with an escaped character right at a 255-octet boundary.
+    value = "v=DKIM1; k=rsa; n=" + "a" * (offset - 18) + special + "; p=" + "B" * 400
+    strings = _txt_octets(z.format_rdata("TXT", value, "records[0].value"))
+    assert all(0 < len(string) <= 255 for string in strings), [len(s) for s in strings]
+    assert b"".join(strings) == value.encode()

@@ -237,3 +237,11 @@ def test_role_overrides_remove_and_change(role_vars):
     )
     text = dc.render_dovecot_conf(conf)
     assert "auth_verbose" not in text and "12345" not in text and "    port = 2424\n" in text
+
+
+# Dovecot 2.3 splits import_environment (and every list setting) at spaces: an
+# item with a space would inject a second item, e.g. LD_PRELOAD into every process.
+@pytest.mark.parametrize("item", ["MAILSTACK_AUTH_MAIL_ROOT=/var/vmail LD_PRELOAD=/tmp/x.so", " TZ", "TZ "])
+def test_list_item_with_whitespace_is_refused(item):
+    with pytest.raises(InputError, match=r"dovecot_conf\.import_environment\[1\].*whitespace"):
+        dc.render_dovecot_conf({"import_environment": ["TZ", item]})

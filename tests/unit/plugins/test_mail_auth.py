@@ -1,9 +1,11 @@
 import base64
+import dataclasses
 import datetime
 import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import mail_auth as m
@@ -25,16 +27,35 @@ NEAR = {code(offset) for offset in range(-3, 4)}
 WRONG = next(c for c in ("%06d" % n for n in range(1000000)) if c not in NEAR)
 
 
+def wrong_codes(count):
+    """`count` distinct well-formed codes, none valid near NOW."""
+    return [c for c in ("%06d" % n for n in range(0, 10**6, 7919)) if c not in NEAR][:count]
+
+
+ALICE_DN = "uid=alice,ou=people,dc=corp,dc=example"
+HOME = "192.0.2.7"  # where alice logs in from; the auth() default
+OUTSIDER = "198.51.100.66"
+
+
 class FakeDirectory:
     """The duck-typed directory: users by login or address, app passwords per user, bind by DN."""
 
-    def __init__(self):
+    def __init__(self, delay=0.0):
         self.users = {}
         self.addresses = {}
         self.apps = {}
         self.passwords = {}
         self.binds = []
+        self.lookups = []
         self.down = set()
+        self.delay = delay  # seconds each call takes, so concurrent requests overlap
+        self.failed_binds = {}  # slapd's ppolicy: the fifth failed bind locks the entry
+        # mailstackTotpLastStep by DN, shared by every auth host that uses this directory.
+        self.steps = {}
+        self.claims = []
+        self.before_claim = None  # called before each compare-and-swap, to play another host
+        self.after_bind = None  # called after each bind, e.g. to line concurrent logins up
+        self._modify = threading.Lock()  # slapd applies one modify to an entry at a time
 
     def add_user(self, login, password, enabled=True, totp_secret=SECRET, address=None):
         dn = "uid=%s,ou=people,dc=corp,dc=example" % login
@@ -51,12 +72,18 @@ class FakeDirectory:
         self.passwords[dn] = password
 
     def _check(self, call):
+        if self.delay:
+            time.sleep(self.delay)
         if call in self.down:
             raise m.DirectoryUnavailable(call)
 
     def find_user(self, name):
         self._check("find_user")
-        return self.users.get(self.addresses.get(name, name))
+        self.lookups.append(name)
+        user = self.users.get(self.addresses.get(name, name))
+        if user is not None and user.dn in self.steps:
+            return dataclasses.replace(user, totp_last_step=self.steps[user.dn])
+        return user
 
     def find_app_password(self, login, app_id):
         self._check("find_app_password")
@@ -65,7 +92,30 @@ class FakeDirectory:
     def bind(self, dn, password):
         self._check("bind")
         self.binds.append(dn)
-        return dn in self.passwords and self.passwords[dn] == password
+        if self.after_bind is not None:
+            self.after_bind()
+        if self.locked(dn):
+            return False
+        if dn in self.passwords and self.passwords[dn] == password:
+            return True
+        self.failed_binds[dn] = self.failed_binds.get(dn, 0) + 1
+        return False
+
+    def locked(self, dn):
+        return self.failed_binds.get(dn, 0) >= 5
+
+    def claim_step(self, user, step):
+        """The LDAP modify [delete the step read at lookup, add `step`], atomic: False when
+        the stored step is no longer the one `user` was read with (another host won)."""
+        self._check("claim_step")
+        if self.before_claim is not None:
+            self.before_claim()
+        with self._modify:
+            self.claims.append(step)
+            if self.steps.get(user.dn) != user.totp_last_step:
+                return False
+            self.steps[user.dn] = step
+            return True
 
 
 @pytest.fixture
@@ -82,8 +132,8 @@ def state(tmp_path):
     return m.AuthState(str(tmp_path / "state"))
 
 
-def auth(directory, state, password, user="alice", service="imap", cert=False, now=NOW, **options):
-    request = m.AuthRequest(user, password, service, "192.0.2.7", cert)
+def auth(directory, state, password, user="alice", service="imap", cert=False, now=NOW, rip=HOME, **options):
+    request = m.AuthRequest(user, password, service, rip, cert)
     return m.authenticate(request, directory, state, now, **options)
 
 
@@ -287,9 +337,141 @@ def test_replay_is_per_user(directory, state):
     assert auth(directory, state, "pw2" + code(), user="dave").status == "ok"
 
 
-def test_wrong_code_counted(directory, state):
+# --- Replay across auth hosts (issue 9 item 4) ----------------------------------
+# Each IMAP host runs its own mailstack-authd with its own state directory; the last
+# accepted step lives in the directory they share, claimed by compare-and-swap.
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    """The local state of two auth hosts, imap1 and imap2."""
+    return m.AuthState(str(tmp_path / "imap1")), m.AuthState(str(tmp_path / "imap2"))
+
+
+def test_code_accepted_by_one_auth_host_is_refused_by_another(directory, hosts):
+    imap1, imap2 = hosts
+    assert outcome(auth(directory, imap1, "correct horse" + code())) == ("ok", "alice", "totp")
+    assert outcome(auth(directory, imap2, "correct horse" + code())) == ("fail", None, "totp-replayed")
+    assert directory.steps[ALICE_DN] == STEP
+    assert imap2.last_step("alice") is None  # refused on the directory's word alone
+    # Refused at the lookup: a replayed code never reaches a bind, on either host.
+    assert directory.binds == [ALICE_DN]
+
+
+def test_newer_step_after_an_older_one_is_accepted_on_either_host(directory, hosts):
+    imap1, imap2 = hosts
+    assert auth(directory, imap1, "correct horse" + code(-1)).status == "ok"
+    assert auth(directory, imap2, "correct horse" + code(0)).status == "ok"
+    # imap1's own file still says STEP - 1; the directory refuses what imap2 took.
+    assert auth(directory, imap1, "correct horse" + code(0)).reason == "totp-replayed"
+    assert auth(directory, imap1, "correct horse" + code(-1)).reason == "totp-replayed"
+    assert auth(directory, imap1, "correct horse" + code(1)).status == "ok"
+    assert directory.claims == [STEP - 1, STEP, STEP + 1]
+
+
+def test_race_of_two_hosts_for_one_step_has_one_winner(hosts):
+    """Both hosts read the same stored step, both binds succeed, then both claim: the
+    compare-and-swap lets exactly one through."""
+    shared = FakeDirectory()
+    shared.add_user("alice", "correct horse")
+    shared.steps[ALICE_DN] = STEP - 2
+    barrier = threading.Barrier(2, timeout=5)
+    shared.after_bind = barrier.wait
+    results = _concurrently(2, lambda n: auth(shared, hosts[n], "correct horse" + code()))
+    assert sorted(outcome(r) for r in results) == [("fail", None, "totp-replayed"), ("ok", "alice", "totp")]
+    assert shared.steps[ALICE_DN] == STEP
+
+
+def test_race_of_many_hosts_for_one_step_has_one_winner(tmp_path):
+    shared = FakeDirectory(delay=0.01)
+    shared.add_user("alice", "correct horse")
+    states = [m.AuthState(str(tmp_path / ("imap%d" % n))) for n in range(8)]
+    results = _concurrently(8, lambda n: auth(shared, states[n], "correct horse" + code()))
+    assert sorted(r.reason for r in results) == ["totp"] + ["totp-replayed"] * 7
+    assert shared.steps[ALICE_DN] == STEP
+
+
+def test_lost_race_to_an_older_step_is_retried(directory, state):
+    """Another host claimed an older step after this one's lookup: the swap fails, the
+    re-read shows an older step, and the claim is retried against it."""
+
+    def other_host():
+        directory.before_claim = None
+        directory.steps[ALICE_DN] = STEP - 1
+
+    directory.before_claim = other_host
+    assert outcome(auth(directory, state, "correct horse" + code())) == ("ok", "alice", "totp")
+    assert directory.steps[ALICE_DN] == STEP
+    assert directory.claims == [STEP, STEP]
+
+
+@pytest.mark.parametrize("taken", [STEP, STEP + 1])
+def test_lost_race_to_the_same_or_a_newer_step_is_a_replay(directory, state, taken):
+    def other_host():
+        directory.steps[ALICE_DN] = taken
+
+    directory.before_claim = other_host
+    assert outcome(auth(directory, state, "correct horse" + code())) == ("fail", None, "totp-replayed")
+    assert directory.steps[ALICE_DN] == taken
+    assert state.last_step("alice") is None
+
+
+def test_endless_contention_is_tempfail(directory, state):
+    """Each retry loses to yet another older step: after a few, retry later, never grant."""
+    older = iter(range(STEP - 100, STEP))
+
+    def other_host():
+        directory.steps[ALICE_DN] = next(older)
+
+    directory.before_claim = other_host
+    assert outcome(auth(directory, state, "correct horse" + code())) == ("tempfail", None, "directory-unavailable")
+    assert directory.steps[ALICE_DN] < STEP and state.last_step("alice") is None
+    directory.before_claim = None
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+
+
+def test_directory_write_failure_is_tempfail_and_claims_nothing(directory, state):
+    directory.down.add("claim_step")
+    assert outcome(auth(directory, state, "correct horse" + code())) == ("tempfail", None, "directory-unavailable")
+    assert ALICE_DN not in directory.steps
+    assert state.last_step("alice") is None
+    # Never recorded, so never accepted: the same code works once the directory is back.
+    directory.down.clear()
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+
+
+def test_step_beyond_the_window_in_the_directory_refuses_codes(directory, state):
+    """A stored step ahead of every code now valid: a clock far ahead on some auth host, or
+    a write by someone holding the dovecot account. Refused, and said so, never reset."""
+    directory.steps[ALICE_DN] = STEP + 10
+    assert outcome(auth(directory, state, "correct horse" + code())) == ("fail", None, "totp-step-ahead")
+    assert directory.binds == [] and directory.steps[ALICE_DN] == STEP + 10
+
+
+def test_local_state_still_refuses_a_replay_the_directory_forgot(directory, state):
+    """Defence in depth: the host's own file is checked too, so deleting the directory's
+    value (a restore from backup, say) does not reopen codes this host accepted."""
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+    del directory.steps[ALICE_DN]
+    assert auth(directory, state, "correct horse" + code()).reason == "totp-replayed"
+
+
+def test_app_passwords_claim_no_step(directory, hosts):
+    directory.add_app("alice", APP_PW)
+    assert auth(directory, hosts[0], APP_PW).status == "ok"
+    assert auth(directory, hosts[1], APP_PW).status == "ok"
+    assert directory.claims == []
+
+
+def cutoff(seconds=900):
+    return NOW.timestamp() - seconds
+
+
+def test_wrong_code_counted_for_the_source(directory, state):
     assert outcome(auth(directory, state, "correct horse" + WRONG)) == ("fail", None, "totp-invalid")
-    assert state.failures_since("alice", NOW - datetime.timedelta(seconds=1)) == 1
+    assert state.source_failures("192.0.2.7", cutoff()) == 1
+    assert state.source_failures("192.0.2.8", cutoff()) == 0
+    assert directory.binds == []
 
 
 def test_code_outside_window_is_invalid(directory, state):
@@ -297,49 +479,41 @@ def test_code_outside_window_is_invalid(directory, state):
     assert auth(directory, state, "correct horse" + code(2), window=2).status == "ok"
 
 
-def test_lockout_after_threshold_skips_bind(directory, state):
-    for _ in range(5):
-        assert auth(directory, state, "correct horse" + WRONG).reason == "totp-invalid"
-    binds = len(directory.binds)
-    assert outcome(auth(directory, state, "correct horse" + code())) == ("fail", None, "totp-locked")
-    assert len(directory.binds) == binds
+def test_throttle_parameters(directory, state):
+    options = {"login_failures": 2, "source_failures": 3, "throttle_seconds": 60}
+    for user in ("alice", "alice", "mallory"):
+        assert auth(directory, state, "x" + WRONG, user=user, **options).status == "fail"
+    assert auth(directory, state, "correct horse" + code(), **options).reason == "source-throttled"
+    later = NOW + datetime.timedelta(seconds=61)
+    assert auth(directory, state, "correct horse" + code(2), now=later, **options).status == "ok"
 
 
-def test_lockout_threshold_is_exact(directory, state):
-    for _ in range(4):
-        assert auth(directory, state, "correct horse" + WRONG).reason == "totp-invalid"
-    assert auth(directory, state, "correct horse" + code()).status == "ok"
-    assert state.failures_since("alice", 0) == 0  # success clears the count
+def test_login_limit_is_per_login_and_source(directory, state):
+    directory.add_user("dave", "pw2")
+    options = {"login_failures": 2}
+    for _ in range(2):
+        assert auth(directory, state, "x" + WRONG, **options).reason == "totp-invalid"
+    assert auth(directory, state, "correct horse" + code(), **options).reason == "source-throttled"
+    assert auth(directory, state, "pw2" + code(), user="dave", **options).status == "ok"
 
 
-def test_lockout_expires(directory, state):
-    for _ in range(5):
-        state.record_failure("alice", NOW - datetime.timedelta(seconds=901))
-    assert auth(directory, state, "correct horse" + code()).status == "ok"
+def test_aliases_share_the_login_count(directory, state):
+    for user in ("alice", "alice@corp.example", "alice", "alice@corp.example", "alice"):
+        assert auth(directory, state, "x" + WRONG, user=user).reason == "totp-invalid"
+    assert auth(directory, state, "correct horse" + code(), user="alice@corp.example").reason == "source-throttled"
 
 
-def test_lockout_parameters(directory, state):
-    state.record_failure("alice", NOW - datetime.timedelta(seconds=100))
-    state.record_failure("alice", NOW - datetime.timedelta(seconds=10))
-    options = {"lockout_failures": 2, "lockout_seconds": 60}
-    assert auth(directory, state, "correct horse" + code(), **options).status == "ok"
-    state.record_failure("alice", NOW - datetime.timedelta(seconds=10))
-    state.record_failure("alice", NOW - datetime.timedelta(seconds=5))
-    later = NOW + datetime.timedelta(seconds=30)
-    assert auth(directory, state, "correct horse" + code(1), now=later, **options).reason == "totp-locked"
-
-
-def test_lockout_does_not_block_app_passwords(directory, state):
+def test_failures_of_other_users_do_not_block_app_passwords_elsewhere(directory, state):
     directory.add_app("alice", APP_PW)
-    for _ in range(5):
-        state.record_failure("alice", NOW)
+    for guess in wrong_codes(5):
+        assert auth(directory, state, "x" + guess, rip=OUTSIDER).status == "fail"
     assert auth(directory, state, APP_PW).status == "ok"
 
 
-def test_wrong_password_not_counted_as_totp_failure(directory, state):
+def test_wrong_password_claims_no_step(directory, state):
     assert outcome(auth(directory, state, "wrong" + code())) == ("fail", None, "bad-password")
-    assert state.failures_since("alice", 0) == 0
     assert state.last_step("alice") is None
+    assert state.source_failures("192.0.2.7", cutoff()) == 1
 
 
 @pytest.mark.parametrize("password", ["correct horse", "123456", "correct horse12345", "correct horse12345x"])
@@ -487,10 +661,172 @@ def test_directory_unavailable_is_tempfail(directory, state, down, password):
     assert state.last_step("alice") is None
 
 
-def test_corrupt_state_is_tempfail(directory, state):
-    with open(os.path.join(state.path, "alice"), "w") as handle:
+@pytest.mark.parametrize("name", ["alice", ".sources/192.0.2.7"])
+def test_corrupt_state_is_tempfail(directory, state, name):
+    with open(os.path.join(state.path, name), "w") as handle:
         handle.write("{not json")
     assert outcome(auth(directory, state, "correct horse" + code())) == ("tempfail", None, "state-unavailable")
+    assert directory.binds == []
+
+
+# --- Outsiders cannot lock anyone out ------------------------------------------
+# An outsider knows login names but neither a password nor a code. Each negative test
+# below has its positive twin: the real user, from another address, still logs in.
+
+
+@pytest.fixture
+def evaluations(monkeypatch):
+    """Counts code checks: a refused-before-evaluation login checks no code."""
+    calls = []
+    real = m.verify_totp
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(m, "verify_totp", counting)
+    return calls
+
+
+def test_wrong_codes_never_reach_the_directory(directory, state):
+    for guess in wrong_codes(5):
+        assert auth(directory, state, "guess" + guess, rip=OUTSIDER).status == "fail"
+    assert directory.binds == []  # slapd's password policy has nothing to count
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+    assert directory.binds == [ALICE_DN]
+
+
+def test_outsider_cannot_lock_the_directory_entry(directory, state):
+    for number, guess in enumerate(wrong_codes(20)):
+        assert auth(directory, state, "guess%d" % number + guess, rip=OUTSIDER).status == "fail"
+    assert not directory.locked(ALICE_DN)
+    assert outcome(auth(directory, state, "correct horse" + code(), rip=HOME)) == ("ok", "alice", "totp")
+
+
+def test_throttled_source_is_refused_without_evaluation(directory, state, evaluations):
+    for guess in wrong_codes(5):
+        assert auth(directory, state, "correct horse" + guess, rip=OUTSIDER).reason == "totp-invalid"
+    checked, binds = len(evaluations), len(directory.binds)
+    result = auth(directory, state, "correct horse" + code(), rip=OUTSIDER)
+    assert outcome(result) == ("fail", None, "source-throttled")
+    assert (len(evaluations), len(directory.binds)) == (checked, binds)
+    # The same login from another address is not affected.
+    assert outcome(auth(directory, state, "correct horse" + code(), rip=HOME)) == ("ok", "alice", "totp")
+
+
+def test_throttle_threshold_is_exact_and_success_clears_it(directory, state):
+    for guess in wrong_codes(4):
+        assert auth(directory, state, "correct horse" + guess).reason == "totp-invalid"
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+    for guess in wrong_codes(5):  # the count started again after the success
+        assert auth(directory, state, "correct horse" + guess).reason == "totp-invalid"
+    assert auth(directory, state, "correct horse" + code(1)).reason == "source-throttled"
+
+
+def test_throttle_expires(directory, state):
+    for guess in wrong_codes(5):
+        assert auth(directory, state, "x" + guess, rip=OUTSIDER).status == "fail"
+    assert auth(directory, state, "correct horse" + code(), rip=OUTSIDER).reason == "source-throttled"
+    later = NOW + datetime.timedelta(seconds=901)
+    assert auth(directory, state, "correct horse" + code(30), rip=OUTSIDER, now=later).status == "ok"
+
+
+def test_password_spraying_is_throttled_per_source(directory, state):
+    for number in range(30):  # one guess each at many logins, known and unknown
+        user = "alice" if number == 0 else "user%d" % number
+        assert auth(directory, state, "Spring2025!" + WRONG, user=user, rip=OUTSIDER).status == "fail"
+    lookups = len(directory.lookups)
+    assert auth(directory, state, "correct horse" + code(), user="carol", rip=OUTSIDER).reason == "source-throttled"
+    assert len(directory.lookups) == lookups  # refused before the directory is asked
+    assert auth(directory, state, "correct horse" + code(), rip=HOME).status == "ok"
+
+
+@pytest.mark.parametrize(("rip", "other"), [("", HOME), (HOME, "")])
+def test_unknown_address_is_a_bucket_of_its_own(directory, state, rip, other):
+    for guess in wrong_codes(5):
+        assert auth(directory, state, "x" + guess, rip=rip).status == "fail"
+    assert auth(directory, state, "correct horse" + code(), rip=rip).reason == "source-throttled"
+    assert auth(directory, state, "correct horse" + code(), rip=other).status == "ok"
+
+
+def test_ipv6_sources_are_counted_per_64(directory, state):
+    for number, guess in enumerate(wrong_codes(5)):
+        assert auth(directory, state, "x" + guess, rip="2001:db8::%x" % (number + 1)).status == "fail"
+    assert auth(directory, state, "correct horse" + code(), rip="2001:db8::ffff").reason == "source-throttled"
+    assert auth(directory, state, "correct horse" + code(), rip="2001:db8:0:1::1").status == "ok"
+
+
+def test_wrong_app_passwords_count_per_source(directory, state):
+    directory.add_app("alice", APP_PW)
+    guesses = [m.new_app_password() for _ in range(4)] + [APP_PW[:-1] + "2"]  # random ids, then the right one
+    for guess in guesses:
+        assert auth(directory, state, guess, rip=OUTSIDER).reason in ("totp-missing", "bad-password")
+    assert auth(directory, state, APP_PW, rip=OUTSIDER).reason == "source-throttled"
+    assert len(directory.binds) == 1  # only a guess with the right (secret, random) id binds
+    assert auth(directory, state, APP_PW, rip=HOME).status == "ok"
+
+
+def test_observed_code_gives_one_failed_bind_per_source(directory, state):
+    """Someone who saw a valid code (not the password) cannot turn it into a lockout."""
+    assert auth(directory, state, "guess1" + code(), rip=OUTSIDER).reason == "bad-password"
+    assert auth(directory, state, "guess2" + code(), rip=OUTSIDER).reason == "totp-spent"
+    assert directory.binds == [ALICE_DN]
+    assert state.last_step("alice") is None  # a failed bind claims no step
+    # The user's own login with that very code still works from her address.
+    assert auth(directory, state, "correct horse" + code(), rip=HOME).status == "ok"
+    assert state.last_step("alice") == STEP
+
+
+def test_replayed_code_never_reaches_the_directory(directory, state):
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+    assert auth(directory, state, "guess" + code(), rip=OUTSIDER).reason == "totp-replayed"
+    assert directory.binds == [ALICE_DN]
+    assert auth(directory, state, "correct horse" + code(1)).status == "ok"
+
+
+def test_directory_outage_is_not_counted_against_the_source(directory, state):
+    directory.down.add("bind")
+    for _ in range(8):
+        assert auth(directory, state, "correct horse" + code()).reason == "directory-unavailable"
+    directory.down.clear()
+    assert auth(directory, state, "correct horse" + code()).status == "ok"
+
+
+def _concurrently(count, attempt):
+    barrier = threading.Barrier(count)
+    results = []
+
+    def run(number):
+        barrier.wait()
+        results.append(attempt(number))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_wrong_codes_are_evaluated_at_most_the_limit(state, evaluations):
+    """Issue 9 item 3: the attempt is counted before it is evaluated, under the lock."""
+    slow = FakeDirectory(delay=0.05)
+    slow.add_user("alice", "correct horse")
+    guesses = wrong_codes(30)
+    results = _concurrently(30, lambda n: auth(slow, state, "correct horse" + guesses[n], rip=OUTSIDER))
+    assert len(evaluations) <= 5 and len(slow.binds) <= 5, (len(evaluations), len(slow.binds))
+    assert sorted(r.reason for r in results).count("source-throttled") >= 25
+    assert auth(slow, state, "correct horse" + code(), rip=HOME).status == "ok"
+
+
+def test_concurrent_spraying_is_evaluated_at_most_the_source_limit(state, evaluations):
+    slow = FakeDirectory(delay=0.02)
+    for number in range(60):
+        slow.add_user("user%d" % number, "pw%d" % number)
+    results = _concurrently(60, lambda n: auth(slow, state, "guess" + WRONG, user="user%d" % n, rip=OUTSIDER))
+    assert len(evaluations) <= 30, len(evaluations)
+    assert [r.reason for r in results].count("source-throttled") >= 30
+    assert auth(slow, state, "pw7" + code(), user="user7", rip=HOME).status == "ok"
 
 
 # --- AuthState --------------------------------------------------------------
@@ -505,19 +841,69 @@ def test_state_claims(state):
     assert state.last_step("alice") == 11
 
 
-def test_state_failures(state):
-    for seconds in (0, 10, 20):
-        state.record_failure("alice", seconds)
-    assert state.failures_since("alice", 10) == 2
-    assert state.failures_since("bob", 0) == 0
-    state.clear_failures("alice")
-    assert state.failures_since("alice", 0) == 0
+def test_state_reserve_and_release(state):
+    limits = (2, 3)
+    assert state.reserve("192.0.2.7", "alice", 100, 0, *limits)
+    assert state.reserve("192.0.2.7", "alice", 101, 0, *limits)
+    assert not state.reserve("192.0.2.7", "alice", 102, 0, *limits)  # login limit
+    assert state.reserve("192.0.2.7", "bob", 103, 0, *limits)
+    assert not state.reserve("192.0.2.7", "carol", 104, 0, *limits)  # source limit
+    assert not state.reserve("192.0.2.7", None, 104, 0, *limits)
+    assert state.source_failures("192.0.2.7", 0) == 3
+    assert state.source_failures("192.0.2.7", 101) == 2  # older ones fall out of the window
+    state.release("192.0.2.7", "bob", 103, 0)
+    assert state.source_failures("192.0.2.7", 0) == 2
+    state.release("192.0.2.7", "alice", 101, 0, success=True)  # forgets alice's other failure too
+    assert state.reserve("192.0.2.7", "alice", 105, 0, *limits)
+    assert state.reserve("192.0.2.7", "alice", 106, 0, *limits)
+    assert state.source_failures("192.0.2.8", 0) == 0
 
 
-def test_state_keeps_bounded_failures(state):
-    for seconds in range(m.MAX_FAILURES_KEPT + 20):
-        state.record_failure("alice", seconds)
-    assert state.failures_since("alice", 0) == m.MAX_FAILURES_KEPT
+def test_state_spends_a_step_once_per_login_and_source(state):
+    for source in ("192.0.2.7", "192.0.2.8"):
+        assert state.reserve(source, "alice", 100, 0, 5, 30)
+    assert state.spend_step("192.0.2.7", "alice", STEP, 0)
+    assert not state.spend_step("192.0.2.7", "alice", STEP, 0)
+    assert state.spend_step("192.0.2.8", "alice", STEP, 0)
+    state.release("192.0.2.7", "alice", 100, 0, step=STEP)  # an outage takes the spend back
+    assert state.reserve("192.0.2.7", "alice", 101, 0, 5, 30)
+    assert state.spend_step("192.0.2.7", "alice", STEP, 0)
+
+
+def test_state_forgets_quiet_sources(state):
+    state.reserve("192.0.2.7", "alice", 100, 0, 5, 30)
+    state.reserve("2001:db8::_64", None, 200, 0, 5, 30)
+
+    def files():
+        return sorted(n for n in os.listdir(state.sources) if not n.startswith("."))
+
+    assert files() == ["192.0.2.7", "2001:db8::_64"]
+    assert state.sweep(150) == 1
+    assert files() == ["2001:db8::_64"]
+    state.release("2001:db8::_64", None, 200, 0)  # the last failure taken back: no file left
+    assert files() == []
+
+
+@pytest.mark.parametrize(
+    ("rip", "bucket"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::_64"),
+        ("2001:DB8:1:2::9", "2001:db8:1:2::_64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("", "unknown"),
+        ("not an address", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_source_bucket(rip, bucket):
+    assert m.source_bucket(rip) == bucket
+
+
+@pytest.mark.parametrize("name", ["../x", ".lock", "alice", "192.0.2.7/24", ""])
+def test_state_refuses_unsafe_source_names(state, name):
+    with pytest.raises(ValueError):
+        state.reserve(name, "alice", 100, 0, 5, 30)
 
 
 def test_state_refuses_unsafe_names(state):
@@ -542,13 +928,9 @@ def test_concurrent_claims_of_one_step(state):
     assert sorted(results) == [False] * 7 + [True]
 
 
-def test_concurrent_failures_are_all_counted(state):
-    threads = [threading.Thread(target=state.record_failure, args=("alice", NOW)) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert state.failures_since("alice", NOW) == 20
+def test_concurrent_reservations_stop_at_the_limit(state):
+    results = _concurrently(20, lambda n: state.reserve("192.0.2.7", "alice", 100 + n, 0, 5, 30))
+    assert sorted(results) == [False] * 15 + [True] * 5
 
 
 def test_state_file_modes(state):
@@ -556,13 +938,15 @@ def test_state_file_modes(state):
     old = os.umask(0o022)
     try:
         state.claim_step("alice", 5)
-        state.record_failure("alice", NOW)
+        state.reserve("192.0.2.7", "alice", 100, 0, 5, 30)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(state.path).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state.sources).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(state.path, "alice")).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.join(state.path, ".alice.lock")).st_mode) == 0o600
-    assert sorted(os.listdir(state.path)) == [".alice.lock", "alice"]
+    assert stat.S_IMODE(os.stat(os.path.join(state.sources, "192.0.2.7")).st_mode) == 0o600
+    assert sorted(os.listdir(state.path)) == [".alice.lock", ".sources", "alice"]
     with open(os.path.join(state.path, "alice")) as handle:
         assert json.load(handle)["step"] == 5
 
@@ -745,6 +1129,22 @@ def test_user_record_from_ldap():
     dn = "uid=alice,ou=people,dc=corp,dc=example"
     attrs = {"uid": [b"alice"], "mailstackenabled": [b"TRUE"], "mailstackTotpSecret": [SECRET.encode()]}
     assert m.user_record_from_ldap(dn, attrs) == m.UserRecord("alice", dn, True, SECRET)
+
+
+def test_user_record_carries_the_last_step():
+    attrs = {"uid": [b"alice"], "mailstackEnabled": [b"TRUE"], "mailstackTotpLastStep": [b"58300001"]}
+    assert m.user_record_from_ldap(ALICE_DN, attrs).totp_last_step == 58300001
+    assert m.user_record_from_ldap(ALICE_DN, {"uid": [b"alice"]}).totp_last_step is None
+
+
+@pytest.mark.parametrize("value", [b"", b"12x", b"1.5", b" 7", b"-3", b"99999999999999999999999"])
+def test_unreadable_last_step_refuses_every_code(directory, state, value):
+    """A step that cannot be read counts as far ahead, never as absent (which would reopen replays)."""
+    attrs = {"uid": [b"alice"], "mailstackEnabled": [b"TRUE"], "mailstackTotpLastStep": [value]}
+    record = m.user_record_from_ldap(ALICE_DN, attrs)
+    assert record.totp_last_step > STEP + 10**6
+    directory.users["alice"] = dataclasses.replace(directory.users["alice"], totp_last_step=record.totp_last_step)
+    assert auth(directory, state, "correct horse" + code()).reason == "totp-step-ahead"
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,9 @@ def write_config(tmp_path, **changes):
 
 def test_config_defaults(tmp_path):
     config = authd.load_config(write_config(tmp_path))
-    assert (config["ldap_starttls"], config["totp_window"], config["lockout_failures"]) == (False, 1, 5)
-    assert (config["lockout_seconds"], config["timeout"]) == (900, 5)
+    assert (config["ldap_starttls"], config["totp_window"], config["timeout"]) == (False, 1, 5)
+    throttle = ("throttle_login_failures", "throttle_source_failures", "throttle_seconds")
+    assert tuple(config[key] for key in throttle) == (5, 30, 900)
 
 
 def test_config_starttls(tmp_path):
@@ -96,7 +97,11 @@ def test_config_starttls(tmp_path):
         ({"people_dn": "ou=people,dc=evilcorp,dc=example"}, "base_dn"),
         ({"totp_window": 4}, "totp_window"),
         ({"totp_window": True}, "totp_window"),
-        ({"lockout_failures": 0}, "positive"),
+        ({"throttle_login_failures": 0}, "throttle_login_failures must be positive"),
+        ({"throttle_source_failures": -1}, "throttle_source_failures must be positive"),
+        ({"throttle_seconds": 0}, "throttle_seconds must be positive"),
+        ({"throttle_seconds": 1.5}, "throttle_seconds has the wrong type"),
+        ({"lockout_failures": 5}, "unknown keys lockout_failures"),
         ({"timeout": "5"}, "timeout"),
         ({"ldap_starttls": "yes"}, "ldap_starttls"),
         ({"bind_password": "x"}, "unknown keys bind_password"),
@@ -138,6 +143,9 @@ class OneUser:
     def bind(self, dn, password):
         return dn == self.dn and password == "pw"
 
+    def claim_step(self, user, step):
+        return True
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -171,12 +179,36 @@ def test_auth_over_the_socket(server, caplog):
     code = mail_auth.totp("JBSWY3DPEHPK3PXP", mail_auth.time_step(mail_auth.datetime.datetime.now(mail_auth.UTC)))
     with caplog.at_level(logging.INFO, logger="mailstack-authd"):
         assert ask(server, b"AUTH\timap\talice\tpw" + code.encode() + b"\t192.0.2.7\t\n") == b"OK\talice\n"
-        assert ask(server, b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == b"FAIL\tbad-password\n"
+        assert ask(server, b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == b"FAIL\ttotp-invalid\n"
     assert caplog.messages == [
         "auth result=ok reason=totp service=imap user=alice rip=192.0.2.7",
-        "auth result=fail reason=bad-password service=imap user=alice rip=192.0.2.7",
+        "auth result=fail reason=totp-invalid service=imap user=alice rip=192.0.2.7",
     ]
     assert "bad123456" not in caplog.text
+
+
+def test_throttle_options_reach_the_decision(tmp_path):
+    config = authd.load_config(write_config(tmp_path, throttle_login_failures=1, throttle_source_failures=7))
+    srv = authd.AuthServer(config, OneUser(), mail_auth.AuthState(config["state_dir"]))
+    try:
+        assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == "FAIL\ttotp-invalid\n"
+        assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == "FAIL\tsource-throttled\n"
+        assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.8\t\n") == "FAIL\ttotp-invalid\n"
+    finally:
+        srv.server_close()
+
+
+def test_quiet_sources_are_swept_between_requests(tmp_path):
+    config = authd.load_config(write_config(tmp_path, throttle_seconds=60))
+    state = mail_auth.AuthState(config["state_dir"])
+    srv = authd.AuthServer(config, OneUser(), state)
+    try:
+        state.reserve("192.0.2.7", "alice", authd.time.time() - 61, 0, 5, 30)
+        state.reserve("192.0.2.8", "alice", authd.time.time(), 0, 5, 30)
+        srv.service_actions()
+        assert sorted(n for n in os.listdir(state.sources) if not n.startswith(".")) == ["192.0.2.8"]
+    finally:
+        srv.server_close()
 
 
 def test_user_over_the_socket(server):
@@ -234,3 +266,191 @@ def test_main_refuses_bad_config(tmp_path, caplog):
     assert authd.main(["mailstack-authd", path]) == 1
     assert "cannot start" in caplog.text
     assert authd.main(["mailstack-authd"]) == 2
+
+
+# --- The last TOTP step in the directory (issue 9 item 4) ----------------------
+# python-ldap is not needed: a fake module with its names, and a fake slapd whose
+# modify is atomic and answers like slapd 2.5/2.6 (checked against a scratch slapd).
+
+
+class _LdapError(Exception):
+    pass
+
+
+def _fake_ldap():
+    module = types.SimpleNamespace(
+        MOD_ADD=0,
+        MOD_DELETE=1,
+        SCOPE_SUBTREE=2,
+        SCOPE_ONELEVEL=1,
+        LDAPError=_LdapError,
+        filter=types.SimpleNamespace(escape_filter_chars=lambda value: value),
+    )
+    for name in (
+        "SERVER_DOWN",
+        "TIMEOUT",
+        "CONNECT_ERROR",
+        "NO_SUCH_OBJECT",
+        "NO_SUCH_ATTRIBUTE",  # 16: a deleted value is not there
+        "CONSTRAINT_VIOLATION",  # 19: a second value of a SINGLE-VALUE attribute
+        "TYPE_OR_VALUE_EXISTS",  # 20: the added value is there already
+        "INSUFFICIENT_ACCESS",
+        "INVALID_CREDENTIALS",
+        "INAPPROPRIATE_AUTH",
+        "UNWILLING_TO_PERFORM",
+    ):
+        setattr(module, name, type(name, (_LdapError,), {}))
+    return module
+
+
+class FakeSlapd:
+    """One user entry shared by every connection; each modify applied whole or not at all."""
+
+    DN = "uid=alice,ou=people,dc=corp,dc=example"
+
+    def __init__(self, ldap_module):
+        self.ldap = ldap_module
+        self.attrs = {"uid": [b"alice"], "mailstackEnabled": [b"TRUE"], "mailstackTotpSecret": [b"JBSWY3DPEHPK3PXP"]}
+        self.lock = threading.Lock()
+        self.modifies = []
+        self.refuse = None  # an exception class every modify raises
+        self.after_search = None
+
+    def connect(self):
+        return FakeConnection(self)
+
+
+class FakeConnection:
+    def __init__(self, server):
+        self.server = server
+
+    def simple_bind_s(self, dn, password):
+        if dn == FakeSlapd.DN and password != "pw":
+            raise self.server.ldap.INVALID_CREDENTIALS({"desc": "Invalid credentials"})
+
+    def unbind_s(self):
+        pass
+
+    def search_ext_s(self, base, scope, filterstr, attrs, timeout=None):
+        with self.server.lock:
+            entry = {name: list(values) for name, values in self.server.attrs.items() if name in attrs}
+        if self.server.after_search is not None:
+            self.server.after_search()
+        return [(FakeSlapd.DN, entry)] if "uid=alice)" in filterstr else []
+
+    def modify_ext_s(self, dn, mods):
+        ldap = self.server.ldap
+        self.server.modifies.append(mods)
+        if self.server.refuse is not None:
+            raise self.server.refuse({"desc": "refused"})
+        with self.server.lock:
+            attrs = {name: list(values) for name, values in self.server.attrs.items()}
+            for op, name, values in mods:
+                current = attrs.setdefault(name, [])
+                for value in values:
+                    if op == ldap.MOD_DELETE:
+                        if value not in current:
+                            raise ldap.NO_SUCH_ATTRIBUTE({"desc": "No such attribute"})
+                        current.remove(value)
+                    elif value in current:
+                        raise ldap.TYPE_OR_VALUE_EXISTS({"desc": "Type or value exists"})
+                    elif current and name == authd.STEP_ATTR:
+                        raise ldap.CONSTRAINT_VIOLATION({"desc": "cannot have multiple values"})
+                    else:
+                        current.append(value)
+            self.server.attrs = {name: values for name, values in attrs.items() if values}
+
+
+@pytest.fixture
+def slapd(monkeypatch):
+    fake = _fake_ldap()
+    monkeypatch.setattr(authd, "ldap", fake)
+    server = FakeSlapd(fake)
+    monkeypatch.setattr(authd.LdapDirectory, "_open", lambda self: server.connect())
+    return server
+
+
+def auth_host(tmp_path, name):
+    """An auth host: its own LdapDirectory (own connection) and its own state directory."""
+    config = authd.load_config(write_config(tmp_path, state_dir=str(tmp_path / name)))
+    return authd.LdapDirectory(config, "service-pw"), mail_auth.AuthState(config["state_dir"])
+
+
+def login(host, password, now, rip="192.0.2.7"):
+    directory, state = host
+    request = mail_auth.AuthRequest("alice", password, "imap", rip)
+    return mail_auth.authenticate(request, directory, state, now)
+
+
+NOW = mail_auth.datetime.datetime(2025, 6, 1, 12, 0, 10, tzinfo=mail_auth.UTC)
+STEP = mail_auth.time_step(NOW)
+
+
+def code(step):
+    return mail_auth.totp("JBSWY3DPEHPK3PXP", step)
+
+
+def test_code_accepted_by_one_auth_host_is_refused_by_another_over_ldap(tmp_path, slapd):
+    imap1, imap2 = auth_host(tmp_path, "imap1"), auth_host(tmp_path, "imap2")
+    assert login(imap1, "pw" + code(STEP), NOW).status == "ok"
+    assert login(imap2, "pw" + code(STEP), NOW).reason == "totp-replayed"
+    assert slapd.attrs[authd.STEP_ATTR] == [str(STEP).encode()]
+    # The first claim only adds; the next deletes the value it read and adds its own.
+    later = NOW + mail_auth.datetime.timedelta(seconds=30)
+    assert login(imap2, "pw" + code(STEP + 1), later).status == "ok"
+    assert login(imap1, "pw" + code(STEP + 1), later).reason == "totp-replayed"
+    assert slapd.modifies == [
+        [(0, authd.STEP_ATTR, [str(STEP).encode()])],
+        [(1, authd.STEP_ATTR, [str(STEP).encode()]), (0, authd.STEP_ATTR, [str(STEP + 1).encode()])],
+    ]
+
+
+@pytest.mark.parametrize("stored", [None, STEP - 5])
+def test_two_auth_hosts_racing_for_one_step_over_ldap(tmp_path, slapd, stored):
+    """Both look the user up before either claims (a barrier after the first two searches)."""
+    if stored is not None:
+        slapd.attrs[authd.STEP_ATTR] = [str(stored).encode()]
+    barrier = threading.Barrier(2, timeout=5)
+    lookups = []
+
+    def line_up():
+        lookups.append(1)
+        if len(lookups) <= 2:
+            barrier.wait()
+
+    slapd.after_search = line_up
+    hosts = [auth_host(tmp_path, "imap%d" % n) for n in (1, 2)]
+    results = []
+
+    def run(host):
+        results.append(login(host, "pw" + code(STEP), NOW).reason)
+
+    threads = [threading.Thread(target=run, args=(host,)) for host in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slapd.after_search = None
+    assert sorted(results) == ["totp", "totp-replayed"]
+    assert slapd.attrs[authd.STEP_ATTR] == [str(STEP).encode()]
+
+
+@pytest.mark.parametrize("error", ["NO_SUCH_ATTRIBUTE", "CONSTRAINT_VIOLATION", "TYPE_OR_VALUE_EXISTS"])
+def test_claim_lost_to_another_host_is_false(tmp_path, slapd, error):
+    directory, _ = auth_host(tmp_path, "imap1")
+    user = directory.find_user("alice")
+    slapd.refuse = getattr(authd.ldap, error)
+    assert directory.claim_step(user, STEP) is False
+
+
+@pytest.mark.parametrize("error", ["INSUFFICIENT_ACCESS", "SERVER_DOWN", "NO_SUCH_OBJECT"])
+def test_step_that_cannot_be_written_is_tempfail(tmp_path, slapd, error, caplog):
+    host = auth_host(tmp_path, "imap1")
+    slapd.refuse = getattr(authd.ldap, error)
+    with caplog.at_level(logging.WARNING, logger="mailstack-authd"):
+        result = login(host, "pw" + code(STEP), NOW)
+    assert (result.status, result.reason) == ("tempfail", "directory-unavailable")
+    assert "cannot record the TOTP step" in caplog.text
+    assert host[1].last_step("alice") is None and authd.STEP_ATTR not in slapd.attrs
+    slapd.refuse = None
+    assert login(host, "pw" + code(STEP), NOW).status == "ok"

@@ -1,5 +1,10 @@
+import pathlib
+
 import pytest
+import yaml
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import validation as v
+
+ROLES = pathlib.Path(__file__).resolve().parents[3] / "roles"
 
 
 @pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\x00b", "ok\n", "\x7f"])
@@ -163,3 +168,110 @@ def test_validate_inputs_checks_everything():
         v.validate_inputs({"base_motd": "hi\nthere"}, {})
     with pytest.raises(v.InputError, match="CIDR"):
         v.validate_inputs({"nets": ["10.0.0.1/8"]}, {"nets[]": "cidr"})
+
+
+# --- validators with a trailing newline (ZT-IN-01) ----------------------------------
+# `$` also matches before a final newline: "alice\n" passed ^...$ patterns.
+
+
+@pytest.mark.parametrize(
+    "check, value",
+    [
+        ("check_login", "alice"),
+        ("check_socket", "unix:/run/milter.sock"),
+        ("check_socket", "inet:127.0.0.1:8891"),
+        ("check_table", "texthash:/etc/postfix/tls_policy"),
+        ("check_hostname", "mx.corp.example"),
+        ("check_email", "alice@corp.example"),
+        ("check_ldaps_uri", "ldaps://ldap.corp.example"),
+        ("check_ldap_uri", "ldap://ldap.corp.example"),
+        ("check_abspath", "/var/vmail"),
+    ],
+)
+def test_a_trailing_newline_is_refused(check, value):
+    check = getattr(v, check)
+    assert check(value, "x") == value
+    with pytest.raises(v.InputError):
+        check(value + "\n", "x")
+
+
+# --- directory URIs (ZT-LDAP-08) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ldaps://ldap.corp.example", "ldaps://ldap.corp.example:636", "ldaps://10.0.0.5", "ldaps://[2001:db8::5]:636"],
+)
+def test_single_ldaps_uri_is_accepted(value):
+    assert v.check_ldaps_uri(value, "postfix_ldap_uri") == value
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("ldap://ldap.corp.example", "ldaps://"),  # the service password would cross in clear
+        ("ldaps://ldap.corp.example ldap://evil.example", "one"),  # a second URI after a space
+        ("ldaps://ldap.corp.example,ldap://evil.example", "one"),
+        ("ldaps://user@ldap.corp.example", "one"),
+        ("ldaps://ldap.corp.example:0", "port"),
+        ("ldaps://ldap.corp.example:70000", "port"),
+        ("ldaps://ldap.corp.example/dc=x??sub", "one"),
+        ("ldapi:///", "ldaps://"),
+        ("", "ldaps://"),
+        (["ldaps://ldap.corp.example"], "string"),
+    ],
+)
+def test_cleartext_or_several_ldap_uris_are_refused(value, reason):
+    with pytest.raises(v.InputError, match=reason):
+        v.check_ldaps_uri(value, "postfix_ldap_uri")
+
+
+def test_ldap_uri_allows_ldap_only_where_starttls_is_forced():
+    assert v.check_ldap_uri("ldap://ldap.corp.example:389", "dovecot_ldap_uri")
+    for value in ("ldaps://a.example ldap://b.example", "ldapi:///", "ldap://a.example b.example"):
+        with pytest.raises(v.InputError, match="dovecot_ldap_uri"):
+            v.check_ldap_uri(value, "dovecot_ldap_uri")
+
+
+def test_optional_format_accepts_only_an_empty_string():
+    v.validate_formats({"postfix_ldap_uri": ""}, {"postfix_ldap_uri": "ldaps_uri?"})
+    with pytest.raises(v.InputError, match="postfix_ldap_uri"):
+        v.validate_formats({"postfix_ldap_uri": "ldap://x.example"}, {"postfix_ldap_uri": "ldaps_uri?"})
+
+
+@pytest.mark.parametrize("value", ["/var/vmail", "/srv/mail/vmail", "/"])
+def test_absolute_paths_are_accepted(value):
+    assert v.check_abspath(value, "dovecot_mail_root") == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["/var/vmail LD_PRELOAD=/tmp/x.so", "var/vmail", "/var/vmail\t", "/var/../etc", '/var/v"mail', "/var/%{x}", ""],
+)
+def test_relative_or_spaced_paths_are_refused(value):
+    with pytest.raises(v.InputError, match="dovecot_mail_root"):
+        v.check_abspath(value, "dovecot_mail_root")
+
+
+# --- the roles use these checks ---------------------------------------------------------
+
+
+def _role_formats(role):
+    tasks = yaml.safe_load((ROLES / role / "tasks" / "validate.yml").read_text())
+    return next(
+        t["zerotrust.mailstack.validate_inputs"]["formats"] for t in tasks if "zerotrust.mailstack.validate_inputs" in t
+    )
+
+
+@pytest.mark.parametrize(
+    "role, name, value",
+    [
+        ("postfix", "postfix_ldap_uri", "ldap://ldap.corp.example"),
+        ("postfix", "postfix_ldap_uri", "ldaps://ldap.corp.example ldaps://evil.example"),
+        ("dovecot", "dovecot_ldap_uri", "ldaps://ldap.corp.example ldap://evil.example"),
+        ("dovecot", "dovecot_mail_root", "/var/vmail LD_PRELOAD=/tmp/x.so"),
+    ],
+)
+def test_roles_refuse_injected_uris_and_paths(role, name, value):
+    with pytest.raises(v.InputError, match=name):
+        v.validate_inputs({name: value}, _role_formats(role))
