@@ -329,13 +329,14 @@ def source_bucket(remote_ip):
     The result is also a safe file name: no '/', no leading '.'.
     """
     try:
-        address = ipaddress.ip_address(remote_ip)
-    except ValueError:
+        # A scope id (fe80::1%eth0) names an interface, not another client.
+        address = ipaddress.ip_address(remote_ip.split("%")[0])
+    except (ValueError, AttributeError):
         return "unknown"
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
     if address.version == 6:
-        return "%s_64" % ipaddress.ip_network("%s/64" % address.exploded, strict=False).network_address
+        return "%s_64" % ipaddress.ip_network("%s/64" % address, strict=False).network_address
     return str(address)
 
 

@@ -23,6 +23,8 @@ AUTHOR_HEADERS = ("from", "sender")
 
 # RFC 2047 encoded word, wherever it sits (display name or comment).
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# What a lenient reader may still decode: white space inside, which RFC 2047 forbids.
+_LOOSE_ENCODED_WORD = re.compile(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=")
 # Something a reader would take for an address once rendered.
 _ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:@]+")
 # A plain ASCII addr-spec: the only form a login's own address takes in the directory.
@@ -54,10 +56,14 @@ def _decode_encoded_words(text):
     def decode(match):
         try:
             return str(email.header.make_header(email.header.decode_header(match.group(0))))
-        except (ValueError, LookupError, UnicodeError) as exc:
-            raise Refused("undecodable encoded word %s" % _printable(match.group(0))) from exc
+        except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError) as exc:
+            raise Refused("5.7.1 undecodable encoded word %s" % _printable(match.group(0))) from exc
 
-    return _ENCODED_WORD.sub(decode, text)
+    decoded = _ENCODED_WORD.sub(decode, text)
+    # Some clients decode malformed words too; what we cannot read as they do is refused.
+    if _LOOSE_ENCODED_WORD.search(decoded):
+        raise Refused("5.7.1 malformed encoded word")
+    return decoded
 
 
 def visible_text(value):

@@ -510,7 +510,9 @@ def test_submission_with_password_and_code_sends_mail_the_outside_receives(enrol
     with submission(addresses["mx"]) as client:
         assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
         refused = client.sendmail(
-            "alice@corp.example", ["peer@outside.example"], "Subject: %s\r\n\r\nhello\r\n" % marker
+            "alice@corp.example",
+            ["peer@outside.example"],
+            "From: alice@corp.example\r\nSubject: %s\r\n\r\nhello\r\n" % marker,
         )
         assert refused == {}
     assert wait_for(
@@ -523,7 +525,9 @@ def test_submission_refuses_a_sender_address_of_another_user(enrolled, addresses
     with submission(addresses["mx"]) as client:
         assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-            client.sendmail("bob@corp.example", ["peer@outside.example"], "Subject: spoof\r\n\r\nx\r\n")
+            client.sendmail(
+                "bob@corp.example", ["peer@outside.example"], "From: bob@corp.example\r\nSubject: spoof\r\n\r\nx\r\n"
+            )
         code_, message = refused.value.recipients["peer@outside.example"]
         assert code_ == 553 and b"not owned by user alice" in message
 
@@ -538,7 +542,12 @@ def test_smtp_scoped_app_password_sends_but_cannot_read_mail(enrolled, addresses
     app_password = creds["app_passwords"][app_id]["secret"]
     with submission(addresses["mx"]) as client:
         assert client.login("alice", app_password)[0] == 235
-        assert client.sendmail("alice@corp.example", ["peer@outside.example"], "Subject: app\r\n\r\nx\r\n") == {}
+        assert (
+            client.sendmail(
+                "alice@corp.example", ["peer@outside.example"], "From: alice@corp.example\r\nSubject: app\r\n\r\nx\r\n"
+            )
+            == {}
+        )
     assert not imap_login(imap, "alice", app_password)
     assert reason_of("alice") == "app-scope"
 
@@ -560,7 +569,9 @@ def bob_sender(enrolled):
 
 
 def send_as_bob(client, marker):
-    return client.sendmail("bob@corp.example", ["peer@outside.example"], "Subject: %s\r\n\r\nx\r\n" % marker)
+    return client.sendmail(
+        "bob@corp.example", ["peer@outside.example"], "From: bob@corp.example\r\nSubject: %s\r\n\r\nx\r\n" % marker
+    )
 
 
 def refusal_of_bob(client, marker):
@@ -585,7 +596,14 @@ def test_sending_limit_defers_mail_past_the_hourly_threshold(enrolled, bob_sende
     code, _ = fresh_code("alice", enrolled["alice"]["totp_secret"])
     with submission(addresses["mx"]) as client:
         assert client.login("alice", enrolled["alice"]["password"] + code)[0] == 235
-        assert client.sendmail("alice@corp.example", ["peer@outside.example"], "Subject: other\r\n\r\nx\r\n") == {}
+        assert (
+            client.sendmail(
+                "alice@corp.example",
+                ["peer@outside.example"],
+                "From: alice@corp.example\r\nSubject: other\r\n\r\nx\r\n",
+            )
+            == {}
+        )
 
 
 def test_sending_limit_service_down_defers_mail_never_accepts_it(bob_sender, addresses):

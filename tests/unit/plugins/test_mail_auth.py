@@ -891,6 +891,7 @@ def test_state_forgets_quiet_sources(state):
         ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::_64"),
         ("2001:DB8:1:2::9", "2001:db8:1:2::_64"),
         ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("fe80::1%eth0", "fe80::_64"),  # a scope id is no other client
         ("", "unknown"),
         ("not an address", "unknown"),
         (None, "unknown"),

@@ -117,9 +117,34 @@ def test_reason_quotes_client_text_safely():
     assert "\n" not in str(refused.value)
 
 
-def test_undecodable_encoded_word_is_refused():
-    with pytest.raises(sp.Refused, match="undecodable"):
-        check([("From", "=?no-such-charset?q?x?= <alice@corp.example>")])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=?no-such-charset?q?x?= <alice@corp.example>",
+        "=?UTF-8?B?Y2VvQ?= =?UTF-8?B?GNvcnAuZXhhbXBsZQ==?= <alice@corp.example>",  # broken base64
+    ],
+)
+def test_undecodable_encoded_word_is_refused(value):
+    with pytest.raises(sp.Refused, match="5.7.1 undecodable"):
+        check([("From", value)])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "alice@corp.example (=?UTF-8?B?Y2VvQGNv cnAuZXhhbXBsZQ==?=)",
+        "alice@corp.example (=?UTF-8?Q?ceo=40corp.example ?=)",
+    ],
+)
+def test_encoded_word_with_white_space_is_refused(value):
+    """Lenient decoders read these as ceo@corp.example; RFC 2047 forbids the space."""
+    with pytest.raises(sp.Refused, match="5.7.1 malformed encoded word"):
+        check([("From", value)])
+
+
+def test_percent_in_a_refused_address_is_kept_for_the_reply():
+    with pytest.raises(sp.Refused, match="ceo%corp.example@corp.example is not an address"):
+        check([("From", "ceo%corp.example@corp.example")])
 
 
 # --- tables ------------------------------------------------------------------
