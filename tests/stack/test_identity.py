@@ -829,7 +829,8 @@ def test_outsider_cannot_lock_a_user_out(enrolled, addresses, imap):
     results = ext_logins("alice", attempts)
     assert len(results) == 20 and not any(r == "ok" for r in results), results
     lines = auth_lines_since(since, "alice", addresses["ext"])
-    assert len(lines) == 20, lines
+    # smtplib tries each mechanism Postfix offers (PLAIN, then LOGIN): at least one line a login.
+    assert len(lines) >= 20, lines
     reasons = [re.search(r"reason=(\S+)", line).group(1) for line in lines]
     evaluated = [r for r in reasons if r != "source-throttled"]
     assert len(evaluated) <= 5 and reasons[-1] == "source-throttled", reasons
