@@ -770,33 +770,36 @@ def test_user_leaving_the_inventory_is_disabled_and_locked(addresses):
 # Logins from the outside peer: (service, password) pairs tried one after another from ext,
 # IMAP on 993 and SMTP AUTH on 587 after STARTTLS, both servers verified by name.
 EXT_LOGINS = r"""
-import imaplib, json, smtplib, ssl, sys
+import concurrent.futures, imaplib, json, smtplib, ssl, sys
 user, attempts = sys.argv[1], json.loads(sys.argv[2])
 context = ssl.create_default_context(cafile="/tmp/mailstack-ca.pem")
-results = []
-for service, password in attempts:
+
+def attempt(service, password):
     if service == "imap":
         client = imaplib.IMAP4_SSL("imap.corp.example", 993, ssl_context=context, timeout=60)
         try:
             client.login(user, password)
-            results.append("ok")
+            return "ok"
         except imaplib.IMAP4.error as exc:
-            results.append("refused: %s" % exc)
+            return "refused: %s" % exc
         finally:
             try:
                 client.logout()
             except Exception:
                 pass
-    else:
-        with smtplib.SMTP("mx.corp.example", 587, local_hostname="client.outside.example", timeout=60) as client:
-            client.starttls(context=context)
-            client.ehlo("client.outside.example")
-            try:
-                client.login(user, password)
-                results.append("ok")
-            except smtplib.SMTPAuthenticationError as exc:
-                results.append("refused: %s" % exc.smtp_code)
-print(json.dumps(results))
+    with smtplib.SMTP("mx.corp.example", 587, local_hostname="client.outside.example", timeout=60) as client:
+        client.starttls(context=context)
+        client.ehlo("client.outside.example")
+        try:
+            client.login(user, password)
+            return "ok"
+        except smtplib.SMTPAuthenticationError as exc:
+            return "refused: %s" % exc.smtp_code
+
+# All at once, as an attacker would: the throttle must hold against a burst, not only a queue.
+# At most 10 together: Postfix's per-client concurrency limit.
+with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+    print(json.dumps(list(pool.map(lambda a: attempt(*a), attempts))))
 """
 
 
@@ -815,8 +818,8 @@ def auth_lines_since(since, user, rip):
 
 
 def test_outsider_cannot_lock_a_user_out(enrolled, addresses, imap):
-    """20 failed IMAP and SMTP logins for alice from the outside peer: the peer is refused
-    after 5 evaluated ones, slapd counts none of them, and alice from another address (the
+    """20 failed IMAP and SMTP logins for alice from the outside peer, in one burst: the peer
+    is refused after 5 evaluated ones, slapd counts none of them, and alice from another address (the
     controller) logs in at once with password + code, over IMAP and SMTP."""
     alice = enrolled["alice"]
     dn = "uid=alice,%s" % PEOPLE
@@ -833,7 +836,7 @@ def test_outsider_cannot_lock_a_user_out(enrolled, addresses, imap):
     assert len(lines) >= 20, lines
     reasons = [re.search(r"reason=(\S+)", line).group(1) for line in lines]
     evaluated = [r for r in reasons if r != "source-throttled"]
-    assert len(evaluated) <= 5 and reasons[-1] == "source-throttled", reasons
+    assert len(evaluated) <= 5 and reasons.count("source-throttled") >= 15, reasons
     assert {" service=imap " in line for line in lines} == {True, False}  # both services were tried
     # No wrong code reached the directory: the password policy counted nothing, locked nothing.
     assert root_search(dn, "-s base pwdFailureTime pwdAccountLockedTime") == policy_before
