@@ -72,6 +72,12 @@ class UserRecord:
     totp_last_step: int | None = None
 
 
+# Services whose front end verifies the client certificate against the stack CA
+# itself (Dovecot's imap-login). Postfix passes no certificate state to Dovecot, so a
+# device-bound app password never works for smtp and cannot be created for it.
+CERT_VERIFYING_SERVICES = frozenset({"imap"})
+
+
 @dataclass(frozen=True)
 class AppRecord:
     app_id: str
@@ -578,16 +584,27 @@ class _Attempt:
             self.reserved = False
 
 
-def authenticate(request, directory, state, now, window=1, login_failures=5, source_failures=30, throttle_seconds=900):
+def authenticate(
+    request,
+    directory,
+    state,
+    now,
+    window=1,
+    login_failures=5,
+    source_failures=30,
+    throttle_seconds=900,
+    services=SERVICES,
+):
     """Decide one login; an AuthResult whose status is "ok", "fail" or "tempfail".
 
     At most `login_failures` failed logins per login and source bucket, and
     `source_failures` per source bucket for all logins, within `throttle_seconds`;
-    beyond them the source is refused without evaluating anything.
+    beyond them the source is refused without evaluating anything. Only the
+    `services` this host checks logins for are evaluated.
     """
     attempt = _Attempt(state, request, now, login_failures, source_failures, throttle_seconds)
     try:
-        result = _authenticate(request, directory, state, now, window, attempt)
+        result = _authenticate(request, directory, state, now, window, attempt, services)
         if result.status == "ok":
             attempt.release(success=True)
         return result
@@ -600,7 +617,7 @@ def authenticate(request, directory, state, now, window=1, login_failures=5, sou
         return AuthResult("tempfail", None, "state-unavailable")
 
 
-def _authenticate(request, directory, state, now, window, attempt):
+def _authenticate(request, directory, state, now, window, attempt, services):
     fields = (request.user, request.password, request.service, request.remote_ip)
     if not all(isinstance(f, str) for f in fields) or any(_CONTROL.search(f) for f in fields):
         return _fail("bad-input")
@@ -608,6 +625,8 @@ def _authenticate(request, directory, state, now, window, attempt):
         return _fail("bad-input")
     if request.service not in SERVICES:
         return _fail("bad-service")
+    if request.service not in services:
+        return _fail("service-not-served")
     # A source over its limit is refused before the directory is asked anything.
     if attempt.source_throttled():
         return _fail("source-throttled")
@@ -639,7 +658,7 @@ def _authenticate(request, directory, state, now, window, attempt):
             return _fail("app-expired")
         if request.service not in app.scopes:
             return _fail("app-scope")
-        if app.device_bound and request.cert_valid is not True:
+        if app.device_bound and not (request.cert_valid is True and request.service in CERT_VERIFYING_SERVICES):
             return _fail("app-device")
         if not directory.bind(app.dn, request.password):
             return _fail("bad-password")

@@ -20,7 +20,6 @@ def reachable(client, server, port):
         ("ext", "mx", 587),
         ("ext", "mx", 443),
         ("mx", "imap", 24),
-        ("mx", "imap", 12345),
         ("imap", "ldap", 636),
         ("mx", "ldap", 636),
         ("imap", "ldap", 389),
@@ -30,14 +29,15 @@ def test_declared_flows_are_open(client, server, port):
     assert reachable(client, server, port)
 
 
-# SASL (no TLS of its own) and LMTP answer the mx hosts only; the directory
-# answers imap and mx only; nothing else is open.
+# LMTP answers the mx hosts only; the directory answers imap and mx only; the
+# login check has no network port (ZT-AUTH-05); nothing else is open.
 @pytest.mark.parametrize(
     ("client", "server", "port"),
     [
         ("ext", "imap", 12345),
         ("ext", "imap", 24),
         ("ldap", "imap", 12345),
+        ("mx", "imap", 12345),
         ("ext", "ldap", 636),
         ("ext", "ldap", 389),
         ("dns", "ldap", 636),

@@ -129,15 +129,16 @@ def wrong_code(secret):
     return "%06d" % code
 
 
-def last_auth_line(user):
-    out = sh("imap", "journalctl -u mailstack-authd -o cat -n 300 --no-pager", check=True).stdout
+# IMAP logins are checked on the imap host, SMTP logins on the mx (ZT-AUTH-05).
+def last_auth_line(user, host="imap"):
+    out = sh(host, "journalctl -u mailstack-authd -o cat -n 300 --no-pager", check=True).stdout
     lines = [line for line in out.splitlines() if line.startswith("auth ") and " user=%s " % user in line]
-    assert lines, "no auth line for %s in the daemon's log" % user
+    assert lines, "no auth line for %s in the daemon's log on %s" % (user, host)
     return lines[-1]
 
 
-def reason_of(user):
-    return re.search(r"reason=(\S+)", last_auth_line(user)).group(1)
+def reason_of(user, host="imap"):
+    return re.search(r"reason=(\S+)", last_auth_line(user, host)).group(1)
 
 
 def ldapsearch(address, *args):
@@ -251,6 +252,8 @@ def test_enrollment_run_again_without_new_flags_changes_nothing(enrolled):
         (["user=mallory"], "not an enabled user"),
         (['{"user": "alice\\n"}'], "must be the login of a mail user"),
         (["user=alice", "app_scopes=pop3", "app_name=x"], "app_scopes must be"),
+        # Postfix passes no client certificate: such a password could never be used.
+        (["user=bob", "app_name=x", "app_device_bound=true", "app_scopes=imap,smtp"], "cannot be scoped to smtp"),
     ],
 )
 def test_enrollment_refuses_bad_input_before_any_change(extra, message):
@@ -390,15 +393,24 @@ def test_app_password_with_imap_scope_logs_in(enrolled, imap):
     assert imap_login(imap, "alice", enrolled["alice_laptop"])
 
 
-def test_imap_only_app_password_is_refused_for_smtp_doveadm(enrolled):
-    # The SMTP AUTH test through Postfix follows with submission; this asks Dovecot's
-    # auth service for service=smtp directly, with service=imap as the control.
-    imap_ok = sh("imap", "doveadm auth test -x service=imap alice '%s'" % enrolled["alice_laptop"])
+def doveadm_auth(host, service, user, password):
+    return sh(host, "doveadm auth test -x service=%s %s '%s'" % (service, user, password))
+
+
+def test_each_auth_host_checks_only_its_own_service_doveadm(enrolled):
+    """Asked directly (doveadm, as root), the imap host checks IMAP logins only and the
+    mx SMTP logins only (ZT-AUTH-05); the mx also enforces the app password's scope."""
+    laptop = enrolled["alice_laptop"]  # imap scope only
+    imap_ok = doveadm_auth("imap", "imap", "alice", laptop)
     assert imap_ok.returncode == 0, imap_ok.stdout + imap_ok.stderr
-    smtp = sh("imap", "doveadm auth test -x service=smtp alice '%s'" % enrolled["alice_laptop"])
-    assert smtp.returncode != 0
-    assert "auth failed" in smtp.stdout + smtp.stderr
-    assert reason_of("alice") == "app-scope"
+    for host, service, reason in (
+        ("imap", "smtp", "service-not-served"),
+        ("mx", "imap", "service-not-served"),
+        ("mx", "smtp", "app-scope"),
+    ):
+        refused = doveadm_auth(host, service, "alice", laptop)
+        assert refused.returncode != 0 and "auth failed" in refused.stdout + refused.stderr, (host, service)
+        assert reason_of("alice", host) == reason, (host, service)
 
 
 def test_expired_app_password_is_refused(enrolled, imap):
@@ -434,6 +446,15 @@ def test_device_bound_app_password_needs_the_device_certificate(enrolled, imap):
     assert not imap_login(imap, "bob", enrolled["bob_phone"])
     assert reason_of("bob") == "app-device"
     assert imap_login(imap, "bob", enrolled["bob_phone"], cert="bob-phone")
+
+
+def test_device_bound_app_password_is_for_imap_only(enrolled, addresses):
+    """Only Dovecot's TLS front end verifies the device certificate: enrolled without
+    scopes, a device-bound password is good for imap alone, and SMTP AUTH refuses it."""
+    phone = [app for app in enrolled["bob"]["app_passwords"].values() if app["secret"] == enrolled["bob_phone"]][0]
+    assert phone["scopes"] == ["imap"] and phone["device_bound"] is True
+    assert smtp_auth_code(addresses["mx"], "bob", enrolled["bob_phone"]) in (535, 454)
+    assert reason_of("bob", "mx") == "app-scope"
 
 
 def test_revoked_device_loses_its_app_passwords_and_certificate(imap):
@@ -537,7 +558,7 @@ def test_submission_refuses_a_sender_address_of_another_user(enrolled, addresses
 
 def test_imap_only_app_password_is_refused_by_smtp_auth(enrolled, addresses):
     assert smtp_auth_code(addresses["mx"], "alice", enrolled["alice_laptop"]) == 535
-    assert reason_of("alice") == "app-scope"
+    assert reason_of("alice", "mx") == "app-scope"
 
 
 def test_smtp_scoped_app_password_sends_but_cannot_read_mail(enrolled, addresses, imap):
@@ -666,7 +687,7 @@ def test_directory_outage_fails_logins_temporarily_never_open(enrolled, addresse
         # loses the auth connection). Refused either way, never accepted.
         code, _ = fresh_code("bob", enrolled["bob"]["totp_secret"])
         assert smtp_auth_code(addresses["mx"], "bob", enrolled["bob"]["password"] + code) in (454, 535)
-        assert reason_of("bob") == "directory-unavailable"
+        assert reason_of("bob", "mx") == "directory-unavailable"
         # Inbound mail waits too: the recipient cannot be checked, so RCPT is deferred.
         with smtplib.SMTP(addresses["mx"], 25, local_hostname="client.outside.example", timeout=30) as client:
             client.ehlo()
@@ -814,9 +835,9 @@ def ext_logins(user, attempts):
     return json.loads(out.stdout)
 
 
-def auth_lines_since(since, user, rip):
-    """The daemon's log lines for `user` from `rip` since unix time `since`."""
-    out = sh("imap", "journalctl -u mailstack-authd -o cat --no-pager --since @%d" % since, check=True).stdout
+def auth_lines_since(since, user, rip, host="imap"):
+    """The daemon's log lines on `host` for `user` from `rip` since unix time `since`."""
+    out = sh(host, "journalctl -u mailstack-authd -o cat --no-pager --since @%d" % since, check=True).stdout
     return [line for line in out.splitlines() if line.startswith("auth ") and " user=%s rip=%s" % (user, rip) in line]
 
 
@@ -834,13 +855,14 @@ def test_outsider_cannot_lock_a_user_out(enrolled, addresses, imap):
     ]
     results = ext_logins("alice", attempts)
     assert len(results) == 20 and not any(r == "ok" for r in results), results
-    lines = auth_lines_since(since, "alice", addresses["ext"])
-    # smtplib tries each mechanism Postfix offers (PLAIN, then LOGIN): at least one line a login.
-    assert len(lines) >= 20, lines
-    reasons = [re.search(r"reason=(\S+)", line).group(1) for line in lines]
-    evaluated = [r for r in reasons if r != "source-throttled"]
-    assert len(evaluated) <= 5 and reasons.count("source-throttled") >= 15, reasons
-    assert {" service=imap " in line for line in lines} == {True, False}  # both services were tried
+    # Each auth host counts its own logins: IMAP on imap, SMTP on mx. smtplib tries each
+    # mechanism Postfix offers (PLAIN, then LOGIN): at least one line a login.
+    for host, service in (("imap", "imap"), ("mx", "smtp")):
+        lines = auth_lines_since(since, "alice", addresses["ext"], host)
+        assert len(lines) >= 10 and all(" service=%s " % service in line for line in lines), (host, lines)
+        reasons = [re.search(r"reason=(\S+)", line).group(1) for line in lines]
+        evaluated = [r for r in reasons if r != "source-throttled"]
+        assert len(evaluated) <= 5 and reasons.count("source-throttled") >= 5, (host, reasons)
     # No wrong code reached the directory: the password policy counted nothing, locked nothing.
     assert root_search(dn, "-s base pwdFailureTime pwdAccountLockedTime") == policy_before
     # Positive twin: alice, from the controller, at once.

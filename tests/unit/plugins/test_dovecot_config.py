@@ -134,7 +134,7 @@ def test_filter_returns_text_and_raises_ansible_errors():
         dovecot_conf({"service auth": {"port": "1\n}"}})
 
 
-def _role_vars():
+def _role_vars(**inventory):
     # What the inventory and fact gathering would give the role.
     data = {
         "mailstack_domain": "corp.example",
@@ -144,6 +144,7 @@ def _role_vars():
     for name in ("defaults", "vars"):
         with open(os.path.join(ROLE, name, "main.yml")) as handle:
             data.update(yaml.safe_load(handle))
+    data.update(inventory)
     env = NativeEnvironment()
     env.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(pattern, replacement, value)
 
@@ -166,8 +167,21 @@ def role_vars():
     return _role_vars()
 
 
+def _host_conf(role_vars, version, mailbox, sasl_socket=""):
+    """The role's dovecot.conf dict for a mailbox host or an auth-only (mx) host."""
+    from ansible.plugins.filter.core import combine
+
+    if not mailbox:
+        role_vars = _role_vars(dovecot_protocols=[], dovecot_sasl_socket=sasl_socket)
+    parts = [role_vars["__dovecot_conf_" + version]]
+    parts.append(role_vars["__dovecot_mailbox_conf_" + version] if mailbox else role_vars["__dovecot_auth_only_conf"])
+    if sasl_socket:
+        parts.append(role_vars["__dovecot_sasl_conf"])
+    return combine(*parts, recursive=True)
+
+
 def test_role_base_config_24(role_vars):
-    text = dc.render_dovecot_conf(role_vars["__dovecot_conf_24"])
+    text = dc.render_dovecot_conf(_host_conf(role_vars, "24", mailbox=True))
     lines = text.splitlines()
     assert lines[:2] == ["dovecot_config_version = 2.4.0", "dovecot_storage_version = 2.4.0"]
     for line in (
@@ -194,15 +208,16 @@ def test_role_base_config_24(role_vars):
         "    port = 0",
         "    port = 993",
         "    port = 24",
-        "    port = 12345",
     ):
         assert line in lines, line
     assert "ssl_cipher_list = " + role_vars["dovecot_tls_ciphers"] in lines
     assert "!include" not in text and "pop3" not in text and "<" not in text
+    # No login check on the network (ZT-AUTH-05): Postfix asks a local socket on the mx.
+    assert "service auth" not in text and "12345" not in text
 
 
 def test_role_base_config_23(role_vars):
-    text = dc.render_dovecot_conf(role_vars["__dovecot_conf_23"])
+    text = dc.render_dovecot_conf(_host_conf(role_vars, "23", mailbox=True))
     lines = text.splitlines()
     for line in (
         "protocols = imap lmtp",
@@ -224,19 +239,53 @@ def test_role_base_config_23(role_vars):
     assert env.split()[2:8] == ["TZ", "CORE_OUTOFMEM", "CORE_ERROR", "LISTEN_PID", "LISTEN_FDS", "NOTIFY_SOCKET"]
     assert "MAILSTACK_AUTH_SOCKET=/run/mailstack-auth/auth.sock" in env.split()
     assert "MAILSTACK_AUTH_MAIL_ROOT=/var/vmail" in env.split()
-    assert "!include" not in text and "pop3" not in text
+    assert "!include" not in text and "pop3" not in text and "service auth" not in text
+
+
+# ZT-AUTH-05: the mx's Dovecot serves no client and no network port; only the
+# postfix user may open its login socket, and nobody else the userdb socket.
+@pytest.mark.parametrize("version", ["24", "23"])
+def test_role_auth_only_config(role_vars, version):
+    socket = "/var/spool/postfix/private/auth"
+    text = dc.render_dovecot_conf(_host_conf(role_vars, version, mailbox=False, sasl_socket=socket))
+    lines = text.splitlines()
+    assert "protocols =" in lines and "ssl = no" in lines
+    service = text[text.index("service auth {\n") :]
+    assert service == (
+        "service auth {\n"
+        "  unix_listener auth-userdb {\n"
+        "    mode = 0600\n"
+        "  }\n"
+        "  unix_listener /var/spool/postfix/private/auth {\n"
+        "    mode = 0600\n"
+        "    user = postfix\n"
+        "    group = postfix\n"
+        "  }\n"
+        "}\n"
+    )
+    for absent in (
+        "inet_listener",
+        "ssl_server_cert_file",
+        "ssl_cert",
+        "mail_driver",
+        "mail_location",
+        "first_valid_uid",
+        "service lmtp",
+    ):
+        assert absent not in text, absent
+    assert ("passdb lua {" if version == "24" else "passdb {") in lines
 
 
 def test_role_overrides_remove_and_change(role_vars):
     from ansible.plugins.filter.core import combine
 
     conf = combine(
-        role_vars["__dovecot_conf_24"],
-        {"auth_verbose": None, "service auth": None, "service lmtp": {"inet_listener lmtp": {"port": 2424}}},
+        _host_conf(role_vars, "24", mailbox=True),
+        {"auth_verbose": None, "service imap-login": None, "service lmtp": {"inet_listener lmtp": {"port": 2424}}},
         recursive=True,
     )
     text = dc.render_dovecot_conf(conf)
-    assert "auth_verbose" not in text and "12345" not in text and "    port = 2424\n" in text
+    assert "auth_verbose" not in text and "imap-login" not in text and "    port = 2424\n" in text
 
 
 # Dovecot 2.3 splits import_environment (and every list setting) at spaces: an

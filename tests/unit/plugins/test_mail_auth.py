@@ -617,6 +617,24 @@ def test_device_bound_app_password_needs_certificate(directory, state):
     assert auth(directory, state, APP_PW, cert=True).status == "ok"
 
 
+# Postfix never verifies a client certificate for Dovecot: an SMTP login that claims
+# one (a client of the auth protocol can set valid-client-cert) proves nothing.
+def test_device_binding_cannot_be_claimed_for_smtp(directory, state):
+    directory.add_app("alice", APP_PW, scopes=("imap", "smtp"), device_bound=True)
+    assert outcome(auth(directory, state, APP_PW, service="smtp", cert=True)) == ("fail", None, "app-device")
+    assert directory.binds == []
+    assert auth(directory, state, APP_PW, service="imap", cert=True).status == "ok"
+
+
+def test_service_not_served_by_this_host_is_refused_before_anything(directory, state):
+    directory.add_app("alice", APP_PW, device_bound=True)
+    result = auth(directory, state, APP_PW, service="imap", cert=True, services=frozenset({"smtp"}))
+    assert outcome(result) == ("fail", None, "service-not-served")
+    assert directory.binds == []
+    directory.add_app("alice", APP_PW2, scopes=("smtp",))
+    assert auth(directory, state, APP_PW2, service="smtp", services=frozenset({"smtp"})).status == "ok"
+
+
 def test_revoked_app_password_falls_through_and_fails(directory, state):
     directory.add_app("alice", APP_PW2)
     assert outcome(auth(directory, state, APP_PW)) == ("fail", None, "totp-missing")

@@ -79,6 +79,7 @@ def test_config_defaults(tmp_path):
     assert (config["ldap_starttls"], config["totp_window"], config["timeout"]) == (False, 1, 5)
     throttle = ("throttle_login_failures", "throttle_source_failures", "throttle_seconds")
     assert tuple(config[key] for key in throttle) == (5, 30, 900)
+    assert config["services"] == ["imap", "smtp"]
 
 
 def test_config_starttls(tmp_path):
@@ -105,6 +106,9 @@ def test_config_starttls(tmp_path):
         ({"timeout": "5"}, "timeout"),
         ({"ldap_starttls": "yes"}, "ldap_starttls"),
         ({"bind_password": "x"}, "unknown keys bind_password"),
+        ({"services": []}, "services must be a non-empty list of imap and smtp"),
+        ({"services": ["imap", "pop3"]}, "services must be a non-empty list of imap and smtp"),
+        ({"services": "smtp"}, "services has the wrong type"),
     ],
 )
 def test_config_refused(tmp_path, changes, message):
@@ -194,6 +198,18 @@ def test_throttle_options_reach_the_decision(tmp_path):
         assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == "FAIL\ttotp-invalid\n"
         assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.7\t\n") == "FAIL\tsource-throttled\n"
         assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.8\t\n") == "FAIL\ttotp-invalid\n"
+    finally:
+        srv.server_close()
+
+
+# The mx's daemon checks SMTP logins only: a client of its socket that names another
+# service (to claim imap's certificate check, say) is refused before anything is evaluated.
+def test_services_option_reaches_the_decision(tmp_path):
+    config = authd.load_config(write_config(tmp_path, services=["smtp"]))
+    srv = authd.AuthServer(config, OneUser(), mail_auth.AuthState(config["state_dir"]))
+    try:
+        assert srv.answer(b"AUTH\timap\talice\tbad123456\t192.0.2.7\tvalid\n") == "FAIL\tservice-not-served\n"
+        assert srv.answer(b"AUTH\tsmtp\talice\tbad123456\t192.0.2.7\t\n") == "FAIL\ttotp-invalid\n"
     finally:
         srv.server_close()
 
