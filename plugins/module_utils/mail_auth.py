@@ -43,7 +43,10 @@ _CODE = re.compile(r"\A[0-9]{6}\Z")
 _LOGIN = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 _EMAIL_LOCAL = re.compile(r"\A[a-z0-9_+-][a-z0-9._+-]{0,63}\Z")
 _DNS_LABEL = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
-_SOURCE = re.compile(r"\A(?:unknown|[0-9.]+|[0-9a-f:]+_64)\Z")  # what source_bucket returns
+_SOURCE = re.compile(r"\A(?:unknown|[0-9.]+|[0-9a-f:]+_(?:64|56|48))\Z")  # what source_buckets returns
+# IPv6 prefixes counted beside the /64, with their limits' multiple: one who holds a
+# whole /56 or /48 (a tunnel broker hands out /48s) must not rotate /64s for free.
+IPV6_COARSE_BUCKETS = ((56, 4), (48, 16))
 _GENERALIZED_TIME = re.compile(
     r"\A(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,](\d+))?(Z|[+-]\d{4})\Z",
 )
@@ -342,8 +345,22 @@ def source_bucket(remote_ip):
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
     if address.version == 6:
-        return "%s_64" % ipaddress.ip_network("%s/64" % address, strict=False).network_address
+        return _ipv6_bucket(address, 64)
     return str(address)
+
+
+def _ipv6_bucket(address, prefix):
+    return "%s_%d" % (ipaddress.ip_network("%s/%d" % (address, prefix), strict=False).network_address, prefix)
+
+
+def source_buckets(remote_ip):
+    """Every throttle bucket of a client address with the multiple of the limits it
+    allows: the source_bucket first (1), then for IPv6 its /56 (4) and /48 (16)."""
+    finest = source_bucket(remote_ip)
+    if not finest.endswith("_64"):
+        return [(finest, 1)]
+    address = ipaddress.ip_address(finest[: -len("_64")])
+    return [(finest, 1)] + [(_ipv6_bucket(address, prefix), factor) for prefix, factor in IPV6_COARSE_BUCKETS]
 
 
 class AuthState:
@@ -554,34 +571,42 @@ def _fail(reason):
 
 
 class _Attempt:
-    """One login attempt's place in the throttle of its source bucket."""
+    """One login attempt's place in the throttle of its source buckets (finest first)."""
 
     def __init__(self, state, request, now, login_failures, source_failures, throttle_seconds):
         self.state = state
-        self.source = source_bucket(request.remote_ip)
+        self.buckets = source_buckets(request.remote_ip)
+        self.source = self.buckets[0][0]  # where steps are spent
         self.now = now
         self.cutoff = _timestamp(now) - throttle_seconds
         self.limits = (login_failures, source_failures)
         self.login = None
-        self.reserved = False
+        self.reserved = []
         self.step = None
 
     def source_throttled(self):
-        return self.state.source_failures(self.source, self.cutoff) >= self.limits[1]
+        failures = self.state.source_failures
+        return any(failures(bucket, self.cutoff) >= self.limits[1] * factor for bucket, factor in self.buckets)
 
     def reserve(self, login):
+        """Count the attempt in every bucket, or in none: a bucket at its limit takes back the rest."""
         self.login = login
-        self.reserved = self.state.reserve(self.source, login, self.now, self.cutoff, *self.limits)
-        return self.reserved
+        for bucket, factor in self.buckets:
+            if not self.state.reserve(bucket, login, self.now, self.cutoff, *(limit * factor for limit in self.limits)):
+                self.release()
+                return False
+            self.reserved.append(bucket)
+        return True
 
     def spend(self, step):
         self.step = step
         return self.state.spend_step(self.source, self.login, step, self.cutoff)
 
     def release(self, success=False):
-        if self.reserved:
-            self.state.release(self.source, self.login, self.now, self.cutoff, success, self.step)
-            self.reserved = False
+        while self.reserved:
+            bucket = self.reserved.pop()
+            step = self.step if bucket == self.source else None
+            self.state.release(bucket, self.login, self.now, self.cutoff, success, step)
 
 
 def authenticate(

@@ -774,6 +774,32 @@ def test_ipv6_sources_are_counted_per_64(directory, state):
     assert auth(directory, state, "correct horse" + code(), rip="2001:db8:0:1::1").status == "ok"
 
 
+# Whoever holds a whole IPv6 prefix (a tunnel broker hands out /48s) rotates /64s: the
+# coarser buckets, with 4x (/56) and 16x (/48) the limits, still stop the rotation.
+def test_ipv6_rotation_of_64s_within_a_56_is_throttled(directory, state):
+    rips = ["2001:db8:0:%x::1" % n for n in range(21)]  # 21 /64s of one /56
+    reasons = [auth(directory, state, "x" + g, rip=rip).reason for rip, g in zip(rips, wrong_codes(21), strict=True)]
+    assert reasons[:20] == ["totp-invalid"] * 20 and reasons[20] == "source-throttled"
+    # Another /56 of the same /48, and the user's own address, are still evaluated.
+    assert auth(directory, state, "x" + WRONG, rip="2001:db8:0:100::1").reason == "totp-invalid"
+    assert auth(directory, state, "correct horse" + code(), rip=HOME).status == "ok"
+
+
+def test_ipv6_rotation_of_56s_within_a_48_is_throttled(directory, state):
+    rips = ["2001:db8:0:%x00::1" % n for n in range(81)]  # one /64 in each of 81 /56s
+    reasons = [auth(directory, state, "x" + g, rip=rip).reason for rip, g in zip(rips, wrong_codes(81), strict=True)]
+    assert reasons[:80] == ["totp-invalid"] * 80 and reasons[80] == "source-throttled"
+    assert auth(directory, state, "correct horse" + code(), rip="2001:db8:1::1").status == "ok"
+
+
+def test_a_refused_coarse_bucket_leaves_no_count_in_the_finer_ones(directory, state):
+    for n, guess in enumerate(wrong_codes(20)):
+        auth(directory, state, "x" + guess, rip="2001:db8:0:%x::1" % n)
+    assert auth(directory, state, "x" + WRONG, rip="2001:db8:0:ff::1").reason == "source-throttled"
+    # The refused attempt was not counted in its /64: that /64 has no file.
+    assert "2001:db8:0:ff::_64" not in os.listdir(state.sources)
+
+
 def test_wrong_app_passwords_count_per_source(directory, state):
     directory.add_app("alice", APP_PW)
     guesses = [m.new_app_password() for _ in range(4)] + [APP_PW[:-1] + "2"]  # random ids, then the right one
@@ -917,6 +943,16 @@ def test_state_forgets_quiet_sources(state):
 )
 def test_source_bucket(rip, bucket):
     assert m.source_bucket(rip) == bucket
+
+
+def test_source_buckets_of_ipv6_are_64_56_and_48():
+    assert m.source_buckets("2001:db8:1:2a3:3::6") == [
+        ("2001:db8:1:2a3::_64", 1),
+        ("2001:db8:1:200::_56", 4),
+        ("2001:db8:1::_48", 16),
+    ]
+    assert m.source_buckets("192.0.2.7") == [("192.0.2.7", 1)]
+    assert m.source_buckets("") == [("unknown", 1)]
 
 
 @pytest.mark.parametrize("name", ["../x", ".lock", "alice", "192.0.2.7/24", ""])
