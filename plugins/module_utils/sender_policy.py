@@ -30,6 +30,10 @@ _ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:@]+")
 # A plain ASCII addr-spec: the only form a login's own address takes in the directory.
 _ADDR_SPEC = re.compile(r"\A[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The charset of an encoded word, with an optional RFC 2231 language tag ("UTF-8*en").
+_ENCODED_WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?(?=[bBqQ]\?)")
+# RFC 1556's visual/implicit Hebrew and Arabic names: the same octets as ISO-8859-8 and -6.
+_CHARSET_DIRECTION = re.compile(r"\A(iso-8859-[68])-[ie]\Z", re.IGNORECASE)
 _REGISTRY = email.headerregistry.HeaderRegistry()
 
 
@@ -52,6 +56,15 @@ def unfold(value):
     return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
+def _registered_charsets(value):
+    """Encoded words with charset names Python knows: no language tag, no -i/-e suffix."""
+
+    def rename(match):
+        return "=?%s?" % _CHARSET_DIRECTION.sub(r"\1", match.group(1))
+
+    return _ENCODED_WORD_CHARSET.sub(rename, value)
+
+
 def _decode_encoded_words(text):
     def decode(match):
         try:
@@ -72,7 +85,7 @@ def visible_text(value):
     NFKC turns full-width and small-form at signs (U+FF20, U+FE6B) into "@", so a
     look-alike address is seen as the address it imitates.
     """
-    return unicodedata.normalize("NFKC", _decode_encoded_words(unfold(value)))
+    return unicodedata.normalize("NFKC", _decode_encoded_words(_registered_charsets(unfold(value))))
 
 
 def address_like_tokens(text):
@@ -83,10 +96,11 @@ def address_like_tokens(text):
 def mailbox(name, value):
     """The one addr-spec of a From/Sender value, lower case; Refused unless it is exactly one."""
     label = name + ":"
-    if _CONTROL.search(unfold(value)):
+    value = _registered_charsets(unfold(value))
+    if _CONTROL.search(value):
         raise Refused("5.7.1 %s header carries control characters" % label)
     try:
-        parsed = _REGISTRY(name, unfold(value))
+        parsed = _REGISTRY(name, value)
     except (ValueError, IndexError, TypeError) as exc:
         raise Refused("5.7.1 %s cannot be parsed" % label) from exc
     # Obsolete syntax ("Dr. Alice <a@b>") is common and unambiguous; anything else is not.

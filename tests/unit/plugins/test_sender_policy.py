@@ -32,6 +32,11 @@ def check(headers, login="alice", envelope="alice@corp.example"):
         [("From", "shared@corp.example")],  # one of its owners
         [("From", "Dr. Alice Example <alice@corp.example>")],  # obsolete but unambiguous
         [("From", "alice@corp.example"), ("Reply-To", "bob@corp.example")],  # replies may go anywhere
+        # Registered charset names Python does not know by that name (RFC 1556), and an
+        # RFC 2231 language tag in an encoded word.
+        [("From", "=?iso-8859-8-i?B?4eTg?= <alice@corp.example>")],
+        [("From", "=?ISO-8859-6-E?Q?x?= <alice@corp.example>")],
+        [("From", "=?UTF-8*en?Q?Alice?= <alice@corp.example>")],
     ],
 )
 def test_own_addresses_pass(headers):
@@ -126,6 +131,19 @@ def test_reason_quotes_client_text_safely():
 )
 def test_undecodable_encoded_word_is_refused(value):
     with pytest.raises(sp.Refused, match="5.7.1 undecodable"):
+        check([("From", value)])
+
+
+# The charset aliases are decoded, not waved through: what they hide is still checked.
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=?iso-8859-8-i?Q?ceo=40corp.example?= <alice@corp.example>",
+        "=?UTF-8*en?Q?ceo=40corp.example?= <alice@corp.example>",
+    ],
+)
+def test_charset_aliases_hide_no_address(value):
+    with pytest.raises(sp.Refused, match="ceo@corp.example"):
         check([("From", value)])
 
 
