@@ -50,6 +50,13 @@ rm -f "$root/usr/sbin/policy-rc.d"
 # Package lists stay: a converge soon after the build need not fetch them again.
 rm -rf "$root"/tmp/* "$root"/var/tmp/*
 
+# Each container makes its own SSH host keys when it first boots, as a cloud
+# image does: none are baked into the image, so no two hosts share one.
+rm -f "$root"/etc/ssh/ssh_host_*
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  > "$root/etc/systemd/system/ssh.service.d/10-host-keys.conf"
+
 # Units that make no sense in a container and slow its boot.
 for unit in systemd-udevd.service systemd-udev-trigger.service getty@tty1.service \
             systemd-networkd-wait-online.service; do

@@ -3,7 +3,13 @@
 """Filters that derive stack facts from inventory; logic in module_utils/inventory.py."""
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.module_utils import directory, firewall, inventory, tlsa
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
+    directory,
+    firewall,
+    inventory,
+    sshd_policy,
+    tlsa,
+)
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
     InputError,
 )
@@ -31,4 +37,6 @@ class FilterModule:
             "effective_users": _wrap(directory.effective_users),
             "nft_rules": _wrap(firewall.nft_rules),
             "user_groups": _wrap(directory.user_groups),
+            "sshd_offered": _wrap(sshd_policy.sshd_offered),
+            "sshd_drift": _wrap(sshd_policy.sshd_drift),
         }

@@ -82,6 +82,16 @@ def check_cidr(value, path):
     return value
 
 
+def check_address_or_network(value, path):
+    """An IP address (192.0.2.1) or a network in CIDR notation (192.0.2.0/24)."""
+    if isinstance(value, str) and "/" in value:
+        return check_cidr(value, path)
+    try:
+        return check_ip(value, path)
+    except InputError:
+        raise InputError(path, "%r is neither an IP address nor a CIDR network" % (value,)) from None
+
+
 def check_email(value, path):
     check_text(value, path)
     local, sep, domain = value.rpartition("@")
@@ -200,6 +210,7 @@ CHECKS = {
     "domain": check_domain,
     "ip": check_ip,
     "cidr": check_cidr,
+    "address_or_network": check_address_or_network,
     "email": check_email,
     "port": check_port,
     "positive": check_positive,

@@ -62,6 +62,31 @@ def addresses():
     return found
 
 
+def ssh_login(host, user="deploy", *options, command="sudo -n true"):
+    """A new SSH login over the network (no shared connection), as `user` with the deploy key."""
+    return subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(STATE / "ssh" / "config"),
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-l",
+            user,
+            *options,
+            container(host),
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def run_playbook(*args, timeout=900):
     """Run playbooks/site.yml (or another playbook) against this stack from the controller."""
     # A clean Ansible environment: Molecule's settings (colour, callbacks) would change the output.

@@ -275,3 +275,14 @@ def _role_formats(role):
 def test_roles_refuse_injected_uris_and_paths(role, name, value):
     with pytest.raises(v.InputError, match=name):
         v.validate_inputs({name: value}, _role_formats(role))
+
+
+@pytest.mark.parametrize("value", ["192.0.2.1", "2001:db8::1", "192.0.2.0/24", "2001:db8::/32"])
+def test_addresses_or_networks(value):
+    assert v.check_address_or_network(value, "a") == value
+
+
+@pytest.mark.parametrize("value", ["192.0.2.1/24", "192.0.2.1,10.0.0.1", "host.example", "192.0.2.1\nDenyUsers x", 7])
+def test_not_addresses_or_networks(value):
+    with pytest.raises(v.InputError, match="a: "):
+        v.check_address_or_network(value, "a")

@@ -1,0 +1,56 @@
+"""ZT-NET-02: a ruleset that cuts the controller off is rolled back by the host itself.
+
+The controller reaches the hosts as operators do, over SSH as the deploy account.
+The filter host declares no flow of its own, so converging its firewall alone
+renders what site.yml renders.
+"""
+
+import json
+import time
+
+from conftest import run_playbook, sh, ssh_login
+
+HOST = "filter"
+ROLLBACK_SECONDS = 20
+UNREACHABLE_ADMIN = "192.0.2.1"
+
+
+def fresh_ssh_login(host):
+    return ssh_login(host).returncode == 0
+
+
+def ruleset(host):
+    return sh(host, "nft list table inet mailstack", check=True).stdout
+
+
+def converge_firewall(**overrides):
+    overrides.setdefault("nftables_rollback_seconds", ROLLBACK_SECONDS)
+    return run_playbook("tests/stack/playbooks/firewall.yml", "-l", HOST, "-e", json.dumps(overrides))
+
+
+def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
+    before = ruleset(HOST)
+    assert fresh_ssh_login(HOST)
+
+    result = converge_firewall(nftables_admin_sources=[UNREACHABLE_ADMIN])
+
+    # The run says what happened instead of reporting success...
+    assert result.returncode != 0, result.stdout
+    assert "ZT-NET-02" in result.stdout and "rolled back" in result.stdout, result.stdout
+    # ...and the host, on its own, is back on the ruleset it had, reachable again.
+    assert ruleset(HOST) == before
+    assert UNREACHABLE_ADMIN not in ruleset(HOST)
+    assert fresh_ssh_login(HOST)
+
+
+def test_ruleset_that_keeps_the_controller_stays():
+    """The positive twin: a change that keeps the management path is not rolled back."""
+    try:
+        result = converge_firewall(nftables_extra_flows=[{"name": "guard-probe", "port": 4242, "from": "any"}])
+        assert result.returncode == 0, result.stdout
+        time.sleep(ROLLBACK_SECONDS + 5)
+        assert "4242" in ruleset(HOST)
+        assert fresh_ssh_login(HOST)
+    finally:
+        assert converge_firewall().returncode == 0
+    assert "4242" not in ruleset(HOST)

@@ -1,0 +1,97 @@
+"""ZT-SSH: the admin path. Keys only, no root, only the allowed groups, modern algorithms.
+
+The controller is on the management network (the only place that reaches port 22);
+each refusal is paired with the same login or scan succeeding where it should.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import STACK_HOSTS, STATE, sh, ssh_login
+
+KEY = STATE / "ssh" / "deploy_ed25519"
+SSH_AUDIT = os.path.join(os.path.dirname(sys.executable), "ssh-audit")
+
+
+def audit(address, port=22):
+    """ssh-audit's findings of level warn or fail: ["kex curve25519-sha256: warn ...", ...]."""
+    out = subprocess.run([SSH_AUDIT, "-j", "-p", str(port), address], capture_output=True, text=True, timeout=60).stdout
+    report = json.loads(out)
+    findings = []
+    for section in ("kex", "key", "enc", "mac"):
+        for algorithm in report.get(section, []):
+            for level in ("fail", "warn"):
+                for note in algorithm.get("notes", {}).get(level, []):
+                    findings.append("%s %s: %s %s" % (section, algorithm["algorithm"], level, note))
+    return findings
+
+
+@pytest.mark.parametrize("host", STACK_HOSTS)
+def test_ssh_offers_no_weak_algorithm(host, addresses):
+    assert audit(addresses[host]) == []
+
+
+def test_the_same_audit_flags_a_stock_sshd(addresses):
+    """The scan can fail: an sshd on its compiled-in defaults is flagged."""
+    sh(
+        "ext",
+        "/usr/sbin/sshd -f /dev/null -p 2222 -o PidFile=/run/sshd-stock.pid "
+        "-h /etc/ssh/ssh_host_ed25519_key -h /etc/ssh/ssh_host_ecdsa_key -h /etc/ssh/ssh_host_rsa_key",
+        check=True,
+    )
+    try:
+        findings = audit(addresses["ext"], 2222)
+    finally:
+        sh("ext", "kill $(cat /run/sshd-stock.pid)")
+    assert any(finding.startswith("kex ") for finding in findings), findings
+    assert any(finding.startswith("mac ") for finding in findings), findings
+
+
+@pytest.mark.parametrize("host", ["mx", "ldap"])
+def test_deploy_account_logs_in_with_its_key_and_elevates(host):
+    result = ssh_login(host, command="sudo -n id -u")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("host", ["mx", "ldap"])
+def test_root_cannot_log_in_even_with_an_authorized_key(host):
+    public = (KEY.parent / (KEY.name + ".pub")).read_text().strip()
+    sh(host, "install -d -m 0700 /root/.ssh && echo '%s' > /root/.ssh/authorized_keys" % public, check=True)
+    try:
+        result = ssh_login(host, "root")
+    finally:
+        sh(host, "rm -f /root/.ssh/authorized_keys")
+    assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr
+
+
+def test_a_key_outside_the_allowed_groups_is_refused():
+    """An account with the deploy key but in no allowed group; the same account once in the group logs in."""
+    public = (KEY.parent / (KEY.name + ".pub")).read_text().strip()
+    sh(
+        "mx",
+        "useradd --create-home --shell /bin/bash intruder && install -d -m 0700 -o intruder /home/intruder/.ssh"
+        " && echo '%s' > /home/intruder/.ssh/authorized_keys && chown intruder /home/intruder/.ssh/authorized_keys"
+        % public,
+        check=True,
+    )
+    try:
+        refused = ssh_login("mx", "intruder", command="true")
+        sh("mx", "usermod -aG mailstack-deploy intruder", check=True)
+        admitted = ssh_login("mx", "intruder", command="true")
+    finally:
+        sh("mx", "userdel --remove intruder")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
+    assert admitted.returncode == 0, admitted.stderr
+
+
+def test_passwords_are_never_asked_for():
+    """The server offers public-key authentication only (no password, no keyboard-interactive)."""
+    result = ssh_login(
+        "mx", "deploy", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"
+    )
+    assert result.returncode == 255
+    assert "Permission denied (publickey)." in result.stderr, result.stderr
