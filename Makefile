@@ -1,6 +1,7 @@
 # zerotrust.mailstack — developer and CI entry points.
 #   make demo   build the segmented stack locally in Podman and converge it
 #   make test   everything CI runs: lint, unit, sanity, Molecule
+#   make bench  measure converges, the MTA path against stock Postfix; writes docs/performance.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -11,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LINK      := build/collections/ansible_collections/zerotrust/mailstack
 STAGE     := scripts/stage.sh
 
-.PHONY: help bootstrap venv link lint unit sanity molecule test demo down docs build clean
+.PHONY: help bootstrap venv link lint unit sanity molecule test demo down docs build clean bench
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -56,6 +57,9 @@ build: venv
 
 demo: venv link
 	scripts/demo.sh up
+
+bench: venv link
+	$(BIN)/python bench/run.py
 
 down:
 	scripts/demo.sh down

@@ -13,10 +13,11 @@ ansible-galaxy collection build --output-path "$work" "$root" >/dev/null
 ansible-galaxy collection install --offline -p "$work/installed" "$work"/zerotrust-mailstack-*.tar.gz >/dev/null
 installed="$work/installed/ansible_collections/zerotrust/mailstack"
 checked=0
-for kind in module filter role; do
+for kind in module filter lookup role; do
   case "$kind" in
     module) names=$(cd "$installed/plugins/modules" && ls ./*.py | sed 's|^\./||; s|\.py$||') ;;
     filter) names=$(cd "$installed/plugins/filter" && ls ./*.yml | sed 's|^\./||; s|\.yml$||') ;;
+    lookup) names=$(cd "$installed/plugins/lookup" && ls ./*.py | sed 's|^\./||; s|\.py$||') ;;
     role) names=$(cd "$installed/roles" && ls) ;;
   esac
   for name in $names; do

@@ -38,11 +38,11 @@ grep -q "^250" <<<"$reply"
 echo "smoke: 127.0.0.1:2525 speaks SMTP with STARTTLS and a certificate for mx.corp.example from the stack CA"
 
 # The demo user is enrolled the way an operator enrols anyone: password, TOTP
-# secret and, on the first run only, an app password for a mail client.
-if [ -n "$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_passwords"] or "")' \
+# secret and an app password for a mail client unless it still has one. The first
+# run reconciles the controller's copy with the directory (which may be new).
+playbook playbooks/user_enroll.yml -e user=demo >/dev/null
+if [ -z "$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_passwords"] or "")' \
       "$state/credentials/demo.json" 2>/dev/null)" ]; then
-  playbook playbooks/user_enroll.yml -e user=demo >/dev/null
-else
   playbook playbooks/user_enroll.yml -e user=demo -e app_name=demo-client >/dev/null
 fi
 .venv/bin/python - "$state" <<'PY'

@@ -2,7 +2,9 @@
 """Write each role's variable table into its README from meta/argument_specs.yml.
 
 The argument spec is the single source of truth for a role's inputs; the table
-between the markers below is generated. `--check` fails when a README is stale.
+between the markers below is generated. Every variable of defaults/main.yml is an
+option of the spec's main entry point whose `default:` is that value (written here
+too). `--check` fails when a README is stale or a spec disagrees with defaults/.
 """
 
 import argparse
@@ -59,6 +61,65 @@ def render(role):
     return readme, "%s%s\n%s\n%s%s" % (head, BEGIN, body, END, tail)
 
 
+def spec_drift(role):
+    """Where the main entry point of the spec and defaults/main.yml disagree."""
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = (specs.get("main") or {}).get("options") or {}
+    drift = []
+    for name, value in (defaults or {}).items():
+        if name not in options:
+            drift.append("%s: %s is in defaults/main.yml but not in the spec" % (role.name, name))
+        elif options[name].get("default") != value:
+            drift.append("%s: the spec's default of %s is not the one in defaults/main.yml" % (role.name, name))
+    return drift
+
+
+def _flow(value):
+    """A value as one line of YAML flow (the spec's `default:` entry)."""
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True)
+        .strip()
+        .removesuffix("\n...")
+    )
+
+
+def _default_lines(value, indent=8, width=150):
+    """The `default:` entry of an option: one flow line, or a block when that is too long."""
+    line = "%sdefault: %s" % (" " * indent, _flow(value))
+    if len(line) <= width:
+        return [line]
+    inner = " " * (indent + 2)
+    if isinstance(value, str):
+        style = "|-" if "\n" in value else ">-"
+        return ["%sdefault: %s" % (" " * indent, style)] + [inner + part for part in value.splitlines()]
+    block = yaml.safe_dump(value, default_flow_style=False, width=width, allow_unicode=True, sort_keys=False)
+    return ["%sdefault:" % (" " * indent)] + [inner + part for part in block.rstrip().splitlines()]
+
+
+def write_spec_defaults(role):
+    """Write each default of defaults/main.yml into the spec as `default:`, after the option's `type:` line."""
+    drift = spec_drift(role)
+    if not drift:
+        return
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}
+    path = role / "meta" / "argument_specs.yml"
+    lines = path.read_text().splitlines()
+    options = yaml.safe_load(path.read_text())["argument_specs"]["main"].get("options") or {}
+    for name, value in defaults.items():
+        if name not in options or options[name].get("default") == value:
+            continue
+        head = lines.index("      %s:" % name)
+        end = next((i for i in range(head + 1, len(lines)) if not lines[i].startswith("        ")), len(lines))
+        body = lines[head + 1 : end]
+        body = [line for line in body if not line.startswith("        default:")]
+        at = next((i + 1 for i, line in enumerate(body) if line.startswith("        type:")), 0)
+        body[at:at] = _default_lines(value)
+        lines[head + 1 : end] = body
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if a README is out of date")
@@ -68,6 +129,10 @@ def main():
         if not (role / "meta" / "argument_specs.yml").exists():
             stale.append("%s: no meta/argument_specs.yml" % role.name)
             continue
+        if args.check:
+            stale.extend(spec_drift(role))
+        else:
+            write_spec_defaults(role)
         readme, text = render(role)
         if readme.exists() and readme.read_text() == text:
             continue

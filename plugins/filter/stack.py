@@ -31,6 +31,9 @@ class FilterModule:
         return {
             "host_records": _wrap(inventory.host_records),
             "server_sans": _wrap(inventory.server_sans),
+            "host_fqdn": _wrap(inventory.host_fqdn),
+            "stack_endpoint": _wrap(inventory.stack_endpoint),
+            "stack_endpoints": _wrap(inventory.stack_endpoints),
             "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),
             "tlsa_rdata": _wrap(tlsa.tlsa_rdata),
             "mail_users": _wrap(directory.mail_users),

@@ -55,3 +55,12 @@ def effective_users(users, revoked=()):
     """The checked users, with those revoked in the directory disabled."""
     revoked = set(revoked)
     return [dict(user, enabled=user["enabled"] and user["login"] not in revoked) for user in mail_users(users)]
+
+
+def service_secret_path(state_dir, account):
+    """Where the controller keeps a service account's directory password."""
+    check_text(state_dir, "state_dir")
+    if not state_dir.startswith("/"):
+        raise InputError("state_dir", "%r is not an absolute path" % state_dir)
+    check_login(account, "service account")
+    return "%s/secrets/ldap-%s" % (state_dir.rstrip("/"), account)

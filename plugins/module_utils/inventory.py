@@ -44,6 +44,39 @@ def host_records(hosts, hostvars):
     return records
 
 
+def host_fqdn(host, hostvars, domain):
+    """The name peers use for the host: `<mailstack_hostname or inventory name>.<domain>`."""
+    check_domain(domain, "mailstack_domain")
+    return "%s.%s" % (host_name(host, hostvars), domain)
+
+
+# The contract between roles: which inventory group provides a service, and how a
+# consumer addresses it. A provider's port may be overridden in its inventory vars
+# (e.g. dovecot_lmtp_port); the constant is the providing role's default, and a
+# unit test keeps the two in step.
+LMTP_PORT = 24
+ENDPOINTS = {
+    "ldap": ("ldap", lambda fqdn, values: "ldaps://%s" % fqdn),
+    "lmtp": ("imap", lambda fqdn, values: "lmtp:inet:%s:%s" % (fqdn, values.get("dovecot_lmtp_port", LMTP_PORT))),
+    "mx": ("mx", lambda fqdn, values: fqdn),
+}
+
+
+def stack_endpoints(service, groups, hostvars, domain):
+    """How consumers reach `service` (ldap, lmtp, mx): one entry per host of the
+    providing inventory group, in inventory order; empty when the group has no host."""
+    if service not in ENDPOINTS:
+        raise InputError("service", "%r is not one of %s" % (service, ", ".join(sorted(ENDPOINTS))))
+    group, render = ENDPOINTS[service]
+    return [render(host_fqdn(host, hostvars, domain), hostvars.get(host, {})) for host in groups.get(group, [])]
+
+
+def stack_endpoint(service, groups, hostvars, domain):
+    """The first of stack_endpoints (services a consumer names once), or '' when none."""
+    endpoints = stack_endpoints(service, groups, hostvars, domain)
+    return endpoints[0] if endpoints else ""
+
+
 def server_sans(host, hostvars, domain, extra=()):
     """subjectAltName entries under which the host's peers reach it."""
     check_domain(domain, "mailstack_domain")

@@ -210,6 +210,15 @@ def parse_app_password(value):
     return match.group(1) if match else None
 
 
+LOGIN_PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_."
+LOGIN_PASSWORD_LENGTH = 20
+
+
+def new_login_password():
+    """A random login password: 20 characters of 65 (about 120 bits), safe to type and to quote."""
+    return "".join(secrets.choice(LOGIN_PASSWORD_ALPHABET) for _position in range(LOGIN_PASSWORD_LENGTH))
+
+
 def new_app_password():
     app_id = "".join(secrets.choice(APP_ID_ALPHABET) for _position in range(8))
     secret = "".join(secrets.choice(APP_SECRET_ALPHABET) for _position in range(24))

@@ -87,8 +87,10 @@ def ssh_login(host, user="deploy", *options, command="sudo -n true"):
     )
 
 
-def run_playbook(*args, timeout=900):
-    """Run playbooks/site.yml (or another playbook) against this stack from the controller."""
+def run_playbook(*args, timeout=900, inventories=None, environment=None):
+    """Run playbooks/site.yml (or another playbook) against this stack from the controller.
+
+    `inventories` replaces the stack's own (inventories/local); `environment` adds variables."""
     # A clean Ansible environment: Molecule's settings (colour, callbacks) would change the output.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
     env.update(
@@ -99,11 +101,12 @@ def run_playbook(*args, timeout=900):
         ANSIBLE_FORCE_COLOR="false",
         NO_COLOR="1",
     )
+    env.update(environment or {})
+    sources = inventories or [ROOT / "inventories" / "local" / "hosts.yml"]
     return subprocess.run(
         [
             os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-            "-i",
-            str(ROOT / "inventories" / "local" / "hosts.yml"),
+            *[arg for source in sources for arg in ("-i", str(source))],
             *args,
         ],
         capture_output=True,

@@ -912,3 +912,22 @@ def test_five_wrong_passwords_lock_the_directory_account(enrolled, addresses):
     finally:
         ldapi("dn: %s\nchangetype: modify\ndelete: pwdAccountLockedTime\n" % dn)
     assert ldap_bind(addresses["ldap"], dn, demo["password"]).returncode == 0
+
+
+def test_enrollment_follows_a_rebuilt_directory(enrolled):
+    """The controller's copy of a user's credentials is reconciled with the directory:
+    after a rebuild (emulated: demo's password, TOTP secret and app password gone from
+    the directory) enrolment issues new secrets and drops the stale app password."""
+    _, apps, before = enroll("demo", "app_name=old-client")
+    stale = before["app_passwords"][apps[0]]["secret"]
+    dn = "uid=demo,%s" % PEOPLE
+    ldapi("dn: mailstackAppId=%s,%s\nchangetype: delete\n" % (apps[0], dn))
+    ldapi("dn: %s\nchangetype: modify\ndelete: userPassword\n-\ndelete: mailstackTotpSecret\n" % dn)
+
+    _, added, after = enroll("demo")
+
+    assert added == [] and apps[0] not in after["app_passwords"]
+    assert after["password"] != before["password"] and after["totp_secret"] != before["totp_secret"]
+    code, _ = fresh_code("demo", after["totp_secret"])
+    stale_login, new_login = ext_logins("demo", [["imap", stale], ["imap", after["password"] + code]])
+    assert stale_login.startswith("refused") and new_login == "ok"

@@ -57,3 +57,16 @@ def test_groups_hold_only_enabled_members_sorted():
 def test_revoked_users_stay_disabled_whatever_the_inventory_says():
     users = [{"login": "alice", "mail": "alice@corp.example"}, {"login": "bob", "mail": "bob@corp.example"}]
     assert [u["enabled"] for u in directory.effective_users(users, ["bob"])] == [True, False]
+
+
+def test_service_secret_path():
+    assert directory.service_secret_path("/state/", "dovecot") == "/state/secrets/ldap-dovecot"
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "account"),
+    [("relative/state", "dovecot"), ("/state", "../ca"), ("/state", "postfix\n"), ("/state\n", "postfix")],
+)
+def test_service_secret_path_refuses_what_could_leave_the_state_dir(state_dir, account):
+    with pytest.raises(InputError):
+        directory.service_secret_path(state_dir, account)

@@ -3,6 +3,7 @@ import re
 
 import pytest
 import yaml
+from ansible_collections.zerotrust.mailstack.plugins.filter.stack import FilterModule as StackFilters
 from ansible.errors import AnsibleFilterError
 from ansible_collections.zerotrust.mailstack.plugins.filter.dovecot import dovecot_conf
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import dovecot_config as dc
@@ -138,15 +139,23 @@ def _role_vars(**inventory):
     # What the inventory and fact gathering would give the role.
     data = {
         "mailstack_domain": "corp.example",
-        "groups": {"mx": ["mx"]},
+        "groups": {"mx": ["mx"], "ldap": ["ldap"]},
+        "hostvars": {},
         "ansible_facts": {"virtualization_type": "podman"},
     }
-    for name in ("defaults", "vars"):
-        with open(os.path.join(ROLE, name, "main.yml")) as handle:
+    # The role's defaults build on those of its dependency, the mailstack role.
+    for path in (
+        os.path.join(ROLE, "..", "mailstack", "defaults", "main.yml"),
+        os.path.join(ROLE, "defaults", "main.yml"),
+        os.path.join(ROLE, "vars", "main.yml"),
+    ):
+        with open(path) as handle:
             data.update(yaml.safe_load(handle))
     data.update(inventory)
     env = NativeEnvironment()
     env.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(pattern, replacement, value)
+    for name, function in StackFilters().filters().items():
+        env.filters["zerotrust.mailstack." + name] = function
 
     def resolve(value):
         while isinstance(value, str) and "{{" in value:

@@ -55,3 +55,66 @@ def test_accounts_with_login_shell():
     }
     assert inv.accounts_with_login_shell(passwd) == ["postfix", "sync"]
     assert inv.accounts_with_login_shell(passwd, exempt=["root", "sync"]) == ["postfix"]
+
+
+# The production-shaped inventory: host names unlike the group names.
+PROD_GROUPS = {
+    "ldap": ["ldap1.corp.example", "ldap2.corp.example"],
+    "imap": ["imap1.corp.example"],
+    "mx": ["mx1", "mx2"],
+}
+PROD_HOSTVARS = {
+    "ldap1.corp.example": {"mailstack_hostname": "ldap1"},
+    "ldap2.corp.example": {"mailstack_hostname": "ldap2"},
+    "imap1.corp.example": {"mailstack_hostname": "imap1", "dovecot_lmtp_port": 2424},
+    "mx1": {},
+    "mx2": {},
+}
+
+
+def test_host_fqdn_uses_the_short_name():
+    assert inv.host_fqdn("ldap1.corp.example", PROD_HOSTVARS, "corp.example") == "ldap1.corp.example"
+    assert inv.host_fqdn("mx1", PROD_HOSTVARS, "corp.example") == "mx1.corp.example"
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ("ldap", "ldaps://ldap1.corp.example"),
+        ("lmtp", "lmtp:inet:imap1.corp.example:2424"),
+        ("mx", "mx1.corp.example"),
+    ],
+)
+def test_endpoints_come_from_the_providing_group(service, expected):
+    assert inv.stack_endpoint(service, PROD_GROUPS, PROD_HOSTVARS, "corp.example") == expected
+
+
+def test_every_mx_is_listed():
+    assert inv.stack_endpoints("mx", PROD_GROUPS, PROD_HOSTVARS, "corp.example") == [
+        "mx1.corp.example",
+        "mx2.corp.example",
+    ]
+
+
+def test_lmtp_port_defaults_to_the_dovecot_role_default():
+    hostvars = dict(PROD_HOSTVARS, **{"imap1.corp.example": {"mailstack_hostname": "imap1"}})
+    assert inv.stack_endpoint("lmtp", PROD_GROUPS, hostvars, "corp.example") == "lmtp:inet:imap1.corp.example:24"
+
+
+def test_the_contract_port_is_the_dovecot_default():
+    import pathlib
+
+    import yaml
+
+    defaults = pathlib.Path(__file__).resolve().parents[3] / "roles" / "dovecot" / "defaults" / "main.yml"
+    assert yaml.safe_load(defaults.read_text())["dovecot_lmtp_port"] == inv.LMTP_PORT
+
+
+def test_no_provider_gives_no_endpoint():
+    assert inv.stack_endpoint("ldap", {"mx": ["mx1"]}, PROD_HOSTVARS, "corp.example") == ""
+    assert inv.stack_endpoints("mx", {}, PROD_HOSTVARS, "corp.example") == []
+
+
+def test_unknown_service_is_an_error():
+    with pytest.raises(InputError, match="'smtp' is not one of"):
+        inv.stack_endpoint("smtp", PROD_GROUPS, PROD_HOSTVARS, "corp.example")

@@ -1234,3 +1234,11 @@ def test_app_record_with_unreadable_expiry_is_expired(directory, state):
     record = m.app_record_from_ldap("x", {"mailstackAppId": [b"k3x9q2ab"], "mailstackExpires": [b"someday"]})
     assert record.expires < NOW
     assert record.scopes == frozenset() and record.device_bound is False
+
+
+def test_new_login_password_shape_and_randomness():
+    passwords = {m.new_login_password() for _ in range(50)}
+    assert len(passwords) == 50
+    for password in passwords:
+        assert len(password) == m.LOGIN_PASSWORD_LENGTH
+        assert set(password) <= set(m.LOGIN_PASSWORD_ALPHABET)
