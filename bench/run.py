@@ -9,6 +9,7 @@ only reports.
 
     BENCH_RUNS=3           runs per figure (median)
     BENCH_SKIP=converge    skip a part (converge, mta); comma-separated
+    BENCH_NOTE=...         a line on the conditions of the run, printed in the report
 """
 
 import datetime
@@ -165,7 +166,7 @@ def drained(host, seconds=600):
 
 
 def smtp_source(target, recipient, sessions):
-    command = "smtp-source -s %d -m %d -l %d -f bench@outside.example -t %s %s:25" % (
+    command = "smtp-source -M ext.outside.example -s %d -m %d -l %d -f bench@outside.example -t %s %s:25" % (
         sessions,
         MESSAGES,
         MESSAGE_BYTES,
@@ -238,6 +239,8 @@ def report(converge_figures, mta_figures):
         "Machine: %s." % machine(),
         "",
     ]
+    if os.environ.get("BENCH_NOTE"):
+        lines += ["Conditions of this run: %s" % os.environ["BENCH_NOTE"], ""]
     if converge_figures:
         c = converge_figures
         lines += [
