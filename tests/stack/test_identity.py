@@ -931,3 +931,42 @@ def test_enrollment_follows_a_rebuilt_directory(enrolled):
     code, _ = fresh_code("demo", after["totp_secret"])
     stale_login, new_login = ext_logins("demo", [["imap", stale], ["imap", after["password"] + code]])
     assert stale_login.startswith("refused") and new_login == "ok"
+
+
+# Run on the imap host as root (as Dovecot's workers may): 64 clients connect at once
+# with non-blocking sockets, as lua-socket does, and each asks for one user.
+CONNECTION_BURST = """
+import socket, threading
+start = threading.Barrier(64)
+results = []
+def ask():
+    client = socket.socket(socket.AF_UNIX)
+    client.setblocking(False)
+    start.wait()
+    try:
+        client.connect("/run/mailstack-auth/auth.sock")
+    except BlockingIOError:
+        results.append("refused")
+        return
+    client.settimeout(20)
+    client.sendall(b"USER\\tbob\\n")
+    results.append(client.makefile("rb").readline().decode().strip())
+threads = [threading.Thread(target=ask) for _ in range(64)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(sorted(set(results)), len(results))
+"""
+
+
+def test_auth_daemon_takes_a_burst_of_simultaneous_connections():
+    # Every auth worker and LMTP delivery may ask at once. A connection beyond the listen
+    # backlog is refused outright, and each refusal becomes a 451 or a failed login.
+    out = subprocess.run(
+        ["podman", "exec", "-i", container("imap"), "python3", "-"],
+        input=CONNECTION_BURST,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert out.strip() == "['OK\\tbob'] 64", out

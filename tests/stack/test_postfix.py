@@ -296,3 +296,25 @@ def test_mail_waits_while_imap_is_down_survives_a_restart_then_arrives():
     assert wait_for(lambda: sh("mx", "postqueue -f").returncode == 0), "Postfix did not come back after the restart"
     delivered = wait_for(lambda: sh("imap", "grep -rl '%s' /var/vmail/demo/Maildir/new/" % marker).returncode == 0)
     assert delivered, "the queued message never reached the mailbox"
+
+
+def test_a_burst_to_one_mailbox_is_delivered_without_a_deferral():
+    # 400 messages to one user over 50 sessions: Postfix may open no more LMTP sessions
+    # to the mailbox host than Dovecot lets one user have, and every lookup a delivery
+    # makes reaches the auth daemon, so none is answered 451 and retried minutes later.
+    # Sent from the mx's loopback, which is in mynetworks and so not rate limited.
+    since = int(time.time())
+    sender = "burst-%d@outside.example" % since
+    sent = sh(
+        "mx",
+        "smtp-source -M %s -s 50 -m 400 -l 2048 -f %s -t bob@corp.example 127.0.0.1:25" % (MX, sender),
+        timeout=300,
+    )
+    assert sent.returncode == 0, sent.stderr[-1500:]
+    assert wait_for(lambda: not sh("mx", "postqueue -j", check=True).stdout.strip(), 300), "the burst was not drained"
+    log = sh("mx", "journalctl -t postfix/qmgr -t postfix/lmtp -o cat --no-pager --since @%d" % since, check=True)
+    burst = set(re.findall(r"^(\w+): from=<%s>" % re.escape(sender), log.stdout, re.M))
+    outcomes = re.findall(r"^(\w+): to=<bob@corp\.example>.* status=(\w+)", log.stdout, re.M)
+    outcomes = [status for queue_id, status in outcomes if queue_id in burst]
+    assert len(burst) == 400
+    assert outcomes == ["sent"] * 400, sorted(set(outcomes))
