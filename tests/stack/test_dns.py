@@ -78,3 +78,25 @@ def test_exported_ds_set_matches_the_served_key(addresses):
         % (DOMAIN, DOMAIN, DOMAIN),
     )
     assert served.stdout.split()[-1] == ds[-1]
+
+
+def answered_in_a_burst(host, server, queries=60):
+    """How many of `queries` simultaneous lookups of one name get an answer (no retry
+    over TCP after a truncated reply, no second try: what a stub resolver counts on)."""
+    burst = (
+        "for i in $(seq %d); do dig +short +tries=1 +timeout=3 +ignore @%s ldap.%s A & done; wait"
+        % (queries, server, DOMAIN)
+    )
+    return len(re.findall(r"^[0-9.]+$", sh(host, burst, check=True, timeout=60).stdout, re.M))
+
+
+def test_stack_hosts_are_not_rate_limited_by_their_own_name_server(addresses):
+    # Response rate limiting protects the Internet from reflection through the
+    # authoritative zones. Left to apply to the stack's own hosts, it dropped the auth
+    # daemon's lookups of the directory under ten concurrent logins (5 s stalls).
+    assert answered_in_a_burst("imap", addresses["dns"]) == 60
+
+
+def test_other_clients_are_still_rate_limited(addresses):
+    # The twin: a client outside the stack gets at most the configured rate.
+    assert answered_in_a_burst("ext", addresses["dns"]) < 60
