@@ -40,7 +40,7 @@ class ActionModule(ActionBase):
             checked = ArgumentSpecValidator(options).validate(values)
             if checked.error_messages:
                 raise InputError(entry_point, "; ".join(checked.error_messages))
-            validate_inputs(values, formats)
+            validate_inputs(values, formats, declared=options)
         except (InputError, ValueError, KeyError, OSError) as exc:
             result.update(failed=True, msg="invalid input: %s" % exc)
             return result

@@ -7,6 +7,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
     directory,
     firewall,
     inventory,
+    packages,
     sshd_policy,
     tlsa,
 )
@@ -42,4 +43,6 @@ class FilterModule:
             "user_groups": _wrap(directory.user_groups),
             "sshd_offered": _wrap(sshd_policy.sshd_offered),
             "sshd_drift": _wrap(sshd_policy.sshd_drift),
+            "missing_packages": _wrap(packages.missing_packages),
+            "present_packages": _wrap(packages.present_packages),
         }

@@ -294,8 +294,20 @@ def validate_formats(values, formats):
                 CHECKS[kind](item, path)
 
 
-def validate_inputs(values, formats):
-    """The whole input check of a role: no control characters anywhere, then formats."""
+def check_declared(formats, declared):
+    """Every variable given a format is declared: a misspelt name would skip its check."""
+    for spec in formats:
+        name = parse_format_path(spec)[0]
+        if name not in declared:
+            raise InputError(name, "has a format to check but is not declared in the argument spec")
+
+
+def validate_inputs(values, formats, declared=None):
+    """The whole input check of a role: no control characters anywhere, then formats.
+
+    `declared` (the spec's option names) makes a format for an undeclared variable an error."""
+    if declared is not None:
+        check_declared(formats, declared)
     for name, value in values.items():
         check_no_control_chars(value, name)
     validate_formats(values, formats)

@@ -170,6 +170,13 @@ def test_validate_inputs_checks_everything():
         v.validate_inputs({"nets": ["10.0.0.1/8"]}, {"nets[]": "cidr"})
 
 
+def test_a_format_for_an_undeclared_variable_is_an_error():
+    # A misspelt name in a role's formats would otherwise skip its check silently.
+    with pytest.raises(v.InputError, match="netz: .*not declared"):
+        v.validate_inputs({"nets": ["10.0.0.0/8"]}, {"netz[]": "cidr"}, declared={"nets": {}})
+    assert v.validate_inputs({"nets": ["10.0.0.0/8"]}, {"nets[]": "cidr"}, declared={"nets": {}}) is None
+
+
 # --- validators with a trailing newline (ZT-IN-01) ----------------------------------
 # `$` also matches before a final newline: "alice\n" passed ^...$ patterns.
 
@@ -275,6 +282,13 @@ def _role_formats(role):
 def test_roles_refuse_injected_uris_and_paths(role, name, value):
     with pytest.raises(v.InputError, match=name):
         v.validate_inputs({name: value}, _role_formats(role))
+
+
+@pytest.mark.parametrize("validate", sorted(ROLES.glob("*/tasks/validate.yml")), ids=lambda p: p.parts[-3])
+def test_every_role_checks_only_declared_variables(validate):
+    role = validate.parts[-3]
+    options = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    v.check_declared(_role_formats(role), options.get("options") or {})
 
 
 @pytest.mark.parametrize("value", ["192.0.2.1", "2001:db8::1", "192.0.2.0/24", "2001:db8::/32"])
