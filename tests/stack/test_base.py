@@ -1,7 +1,10 @@
 """ZT-BASE: minimal hosts, no login shells for services, journal on disk."""
 
+import json
+import re
+
 import pytest
-from conftest import ALL_HOSTS, sh
+from conftest import ALL_HOSTS, run_playbook, sh
 
 NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 
@@ -32,3 +35,12 @@ def test_journal_is_persistent(host):
 @pytest.mark.parametrize("host", ALL_HOSTS)
 def test_sensitive_directories_are_closed(host):
     assert sh(host, "stat -c %a /root /etc/cron.d").stdout.split() == ["700", "700"]
+
+
+def test_a_run_asks_apt_only_for_packages_the_host_lacks():
+    """The package list read once per run reaches the install tasks: packages a converged
+    host has are not asked for again, while a package it lacks is."""
+    result = run_playbook("tests/stack/playbooks/packages.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = json.loads(re.search(r"MISSING=(\[.*?\])", result.stdout).group(1))
+    assert missing == ["hello"]
