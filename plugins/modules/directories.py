@@ -1,0 +1,117 @@
+#!/usr/bin/python
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: directories
+short_description: Keep several directories present with their owner, group and mode in one step
+version_added: 0.1.0
+description:
+  - Creates each listed directory that is missing (with its parents) and sets its
+    owner, group and mode, like M(ansible.builtin.file) with C(state=directory),
+    but for a whole list in one module run. A converge pays one round trip per
+    role, not one per directory.
+  - A path that exists and is not a directory is an error naming it; nothing after
+    it is changed.
+author: zerotrust.mailstack maintainers (@zerotrust)
+options:
+  paths:
+    description:
+      - The directories, each a mapping with C(path) (one absolute path, or a
+        list of them that share the attributes) and optionally C(owner),
+        C(group) (both C(root) when left out) and C(mode) (left as found when
+        left out).
+    type: list
+    elements: dict
+    required: true
+attributes:
+  check_mode:
+    description: Reports what would change without changing it.
+    support: full
+  diff_mode:
+    description: Shows each changed directory's attributes before and after.
+    support: full
+  platform:
+    description: Targets POSIX hosts.
+    support: full
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Close the directories that hold keys
+  zerotrust.mailstack.directories:
+    paths:
+      - {path: /etc/ssl/mailstack, mode: "0755"}
+      - {path: /etc/ssl/mailstack/private, group: ssl-cert, mode: "0710"}
+      - {path: [/etc/mailstack, /usr/local/lib/mailstack], mode: "0755"}
+"""
+
+RETURN = r"""
+changed_paths:
+  description: The directories created or whose attributes were changed.
+  returned: success
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+ENTRY_KEYS = {"path", "owner", "group", "mode"}
+
+
+def one_per_path(entries):
+    """Each entry with one path; None when an entry is malformed."""
+    flat = []
+    for entry in entries:
+        paths = entry.get("path")
+        paths = [paths] if isinstance(paths, str) else paths
+        if set(entry) - ENTRY_KEYS or not isinstance(paths, list):
+            return None
+        for path in paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                return None
+            flat.append(dict(entry, path=path))
+    return flat
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(paths=dict(type="list", elements="dict", required=True)),
+        supports_check_mode=True,
+    )
+    entries = one_per_path(module.params["paths"])
+    if entries is None:
+        module.fail_json(msg="each entry needs absolute path(s) and only the keys %s" % sorted(ENTRY_KEYS))
+
+    changed_paths, diffs = [], []
+    for entry in entries:
+        path = entry["path"]
+        diff = dict(before=dict(path=path), after=dict(path=path))
+        created = False
+        if os.path.lexists(path) and not os.path.isdir(path):
+            module.fail_json(msg="%s exists and is not a directory" % path, changed_paths=changed_paths)
+        if not os.path.lexists(path):
+            created = True
+            diff["before"]["state"], diff["after"]["state"] = "absent", "directory"
+            if not module.check_mode:
+                os.makedirs(path)
+        attributes = dict(
+            path=path,
+            owner=entry.get("owner", "root"),
+            group=entry.get("group", "root"),
+            mode=entry.get("mode"),
+        )
+        changed = created
+        if not (created and module.check_mode):
+            file_args = module.load_file_common_arguments(attributes)
+            changed = module.set_fs_attributes_if_different(file_args, created, diff)
+        if changed:
+            changed_paths.append(path)
+            diffs.append(diff)
+    module.exit_json(changed=bool(changed_paths), changed_paths=changed_paths, diff=diffs)
+
+
+if __name__ == "__main__":
+    main()

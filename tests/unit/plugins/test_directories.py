@@ -1,0 +1,87 @@
+"""The directories module: many directories, owner/group/mode, one run."""
+
+import grp
+import json
+import os
+import pwd
+import stat
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.zerotrust.mailstack.plugins.modules import directories
+
+OWNER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def run(capsys, paths, check_mode=False):
+    args = dict(paths=paths, _ansible_check_mode=check_mode)
+    with patch_module_args(args), pytest.raises(SystemExit) as exited:
+        directories.main()
+    result = json.loads(capsys.readouterr().out)
+    return exited.value.code, result
+
+
+def entry(path, mode):
+    return dict(path=path if isinstance(path, list) else str(path), owner=OWNER, group=GROUP, mode=mode)
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_creates_what_is_missing_and_then_changes_nothing(tmp_path, capsys):
+    wanted = [entry(tmp_path / "a", "0750"), entry(tmp_path / "b" / "c", "0700")]
+    code, result = run(capsys, wanted)
+    assert code == 0 and result["changed"]
+    assert result["changed_paths"] == [str(tmp_path / "a"), str(tmp_path / "b" / "c")]
+    assert mode_of(tmp_path / "a") == 0o750 and mode_of(tmp_path / "b" / "c") == 0o700
+
+    code, result = run(capsys, wanted)
+    assert code == 0 and not result["changed"] and result["changed_paths"] == []
+
+
+def test_a_list_of_paths_shares_its_attributes(tmp_path, capsys):
+    code, result = run(capsys, [entry([str(tmp_path / "x"), str(tmp_path / "y")], "0710")])
+    assert code == 0 and result["changed_paths"] == [str(tmp_path / "x"), str(tmp_path / "y")]
+    assert mode_of(tmp_path / "x") == mode_of(tmp_path / "y") == 0o710
+
+
+def test_corrects_drift_only_where_there_is_some(tmp_path, capsys):
+    (tmp_path / "a").mkdir(mode=0o755)
+    (tmp_path / "b").mkdir()
+    os.chmod(tmp_path / "b", 0o700)
+    code, result = run(capsys, [entry(tmp_path / "a", "0700"), entry(tmp_path / "b", "0700")])
+    assert code == 0 and result["changed_paths"] == [str(tmp_path / "a")]
+    assert mode_of(tmp_path / "a") == 0o700
+    assert result["diff"][0]["before"]["mode"] == "0755" and result["diff"][0]["after"]["mode"] == "0700"
+
+
+def test_check_mode_reports_without_changing(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    os.chmod(tmp_path / "a", 0o700)
+    code, result = run(capsys, [entry(tmp_path / "a", "0750"), entry(tmp_path / "new", "0700")], check_mode=True)
+    assert code == 0 and result["changed_paths"] == [str(tmp_path / "a"), str(tmp_path / "new")]
+    assert mode_of(tmp_path / "a") == 0o700 and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(path="relative/dir", mode="0700"),
+        dict(path="/tmp/x", mode="0700", state="absent"),
+        dict(mode="0700"),
+        dict(path=["/tmp/ok", "relative"], mode="0700"),
+        dict(path=["/tmp/ok", None], mode="0700"),
+    ],
+)
+def test_refuses_a_malformed_entry_before_any_change(tmp_path, capsys, bad):
+    code, result = run(capsys, [entry(tmp_path / "first", "0700"), bad])
+    assert code == 1 and "absolute path" in result["msg"]
+    assert not (tmp_path / "first").exists()
+
+
+def test_a_file_in_the_way_is_an_error(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    code, result = run(capsys, [entry(tmp_path / "f", "0700")])
+    assert code == 1 and "is not a directory" in result["msg"]
