@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import STACK_HOSTS, STATE, sh, ssh_login
+from conftest import STACK_HOSTS, STATE, run_playbook, sh, ssh_login
 
 KEY = STATE / "ssh" / "deploy_ed25519"
 SSH_AUDIT = os.path.join(os.path.dirname(sys.executable), "ssh-audit")
@@ -95,3 +95,20 @@ def test_passwords_are_never_asked_for():
     )
     assert result.returncode == 255
     assert "Permission denied (publickey)." in result.stderr, result.stderr
+
+
+def test_a_policy_that_would_lock_the_converge_out_is_refused_before_it_is_written():
+    """ZT-SSH-02: allowing only a group the deploy account is not in stops the run
+    before sshd's policy changes; the same run with the shipped groups passes."""
+    dropin = "/etc/ssh/sshd_config.d/00-mailstack.conf"
+    before = sh("filter", "sha256sum %s" % dropin, check=True).stdout
+    refused = run_playbook(
+        "tests/stack/playbooks/base.yml", "-e", "target=filter", "-e", '{"base_ssh_allow_groups": ["sshonly"]}'
+    )
+    assert refused.returncode != 0
+    assert "ZT-SSH-02: this converge logs in over SSH as 'deploy'" in refused.stdout, refused.stdout[-3000:]
+    assert sh("filter", "sha256sum %s" % dropin, check=True).stdout == before
+
+    accepted = run_playbook("tests/stack/playbooks/base.yml", "-e", "target=filter")
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert "changed=0" in accepted.stdout
