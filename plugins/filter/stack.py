@@ -9,6 +9,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
     inventory,
     packages,
     sshd_policy,
+    systemd_sandbox,
     tlsa,
 )
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
@@ -45,4 +46,5 @@ class FilterModule:
             "sshd_drift": _wrap(sshd_policy.sshd_drift),
             "missing_packages": _wrap(packages.missing_packages),
             "present_packages": _wrap(packages.present_packages),
+            "systemd_sandbox": _wrap(systemd_sandbox.systemd_sandbox),
         }
