@@ -8,7 +8,8 @@ read. Nothing here is a pass/fail threshold: the tests assert behaviour, the ben
 only reports.
 
     BENCH_RUNS=3           runs per figure (median)
-    BENCH_SKIP=converge    skip a part (converge, mta, logins); comma-separated
+    BENCH_SKIP=converge    skip a part (converge, mta, logins); comma-separated; the report
+                           keeps that part's section from the last report, with its date
     BENCH_NOTE=...         a line on the conditions of the run, printed in the report
 """
 
@@ -372,24 +373,54 @@ def machine():
     )
 
 
+REPORT = ROOT / "docs" / "performance.md"
+SECTION_TITLES = {
+    "converge": "## Converge (the whole stack and the outside peer, over SSH)",
+    "mta": "## MTA path: messages/s accepted, hardened mx vs Debian's stock Postfix",
+    "logins": "## IMAP logins: hardened imap vs a plain LDAP-bind Dovecot",
+}
+
+
+def earlier_sections():
+    """The last report's sections by part, each as its lines (a skipped part keeps its own)."""
+    text = REPORT.read_text() if REPORT.exists() else ""
+    sections, part = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            part = next((key for key, title in SECTION_TITLES.items() if title == line), None)
+            sections[part] = []
+        if part:
+            sections[part].append(line)
+    return sections
+
+
+def measured_here():
+    conditions = " %s." % os.environ["BENCH_NOTE"].rstrip(".") if os.environ.get("BENCH_NOTE") else ""
+    return [
+        "Measured on %s, medians of %d runs. Machine: %s.%s"
+        % (datetime.date.today().isoformat(), RUNS, machine(), conditions),
+        "",
+    ]
+
+
 def report(converge_figures, mta_figures, login_figures):
+    kept = earlier_sections()
     lines = [
         "# Performance",
         "",
-        "Written by `make bench` (`bench/run.py`) on %s. Medians of %d runs; hardened and stock"
-        % (datetime.date.today().isoformat(), RUNS),
-        "are measured in the same run on the same machine, so read the ratios, not the absolute figures.",
-        "",
-        "Machine: %s." % machine(),
+        "Written by `make bench` (`bench/run.py`). Hardened and stock are measured in the same run",
+        "on the same machine, so read the ratios, not the absolute figures. Each section says when",
+        "it was measured: a run that skips a part (BENCH_SKIP) keeps that part's last section.",
         "",
     ]
-    if os.environ.get("BENCH_NOTE"):
-        lines += ["Conditions of this run: %s" % os.environ["BENCH_NOTE"], ""]
+    if converge_figures is None:
+        lines += kept.get("converge", [])
     if converge_figures:
         c = converge_figures
         lines += [
-            "## Converge (the whole stack and the outside peer, over SSH)",
+            SECTION_TITLES["converge"],
             "",
+            *measured_here(),
             "| run | wall time (median) | runs |",
             "|---|---|---|",
             "| cold (new containers) | %.0f s | %s |" % (median(c["cold"]), fmt(c["cold"])),
@@ -400,10 +431,13 @@ def report(converge_figures, mta_figures, login_figures):
             % ", ".join("%s %d" % (host, count) for host, count in sorted(c["tasks"].items())),
             "",
         ]
+    if mta_figures is None:
+        lines += kept.get("mta", [])
     if mta_figures:
         lines += [
-            "## MTA path: messages/s accepted, hardened mx vs Debian's stock Postfix",
+            SECTION_TITLES["mta"],
             "",
+            *measured_here(),
             "`smtp-source` on the outside peer, %d messages of %d bytes per run, to a directory"
             " recipient on the mx (LDAP lookup, milters, TLS-capable, delivered over LMTP to imap)"
             " and to a local recipient of a stock `postfix` container on the same network. The"
@@ -430,11 +464,14 @@ def report(converge_figures, mta_figures, login_figures):
                 )
             )
         lines.append("")
+    if login_figures is None:
+        lines += kept.get("logins", [])
     if login_figures:
         plain_rate = median([rate for rate, _p95 in login_figures["plain"]])
         lines += [
-            "## IMAP logins: hardened imap vs a plain LDAP-bind Dovecot",
+            SECTION_TITLES["logins"],
             "",
+            *measured_here(),
             "%d logins per run over implicit TLS, %d at a time, from the controller, each a new"
             " connection and a LOGIN. Hardened: every login through the auth daemon (directory"
             " lookup, bind, throttle state; for TOTP the one-time step recorded in the directory)."
@@ -449,7 +486,7 @@ def report(converge_figures, mta_figures, login_figures):
             p95 = median([p95 for _rate, p95 in login_figures[kind]])
             lines.append("| %s | %.1f | %.0f ms | %.2f |" % (label, rate, p95 * 1000, rate / plain_rate))
         lines.append("")
-    (ROOT / "docs" / "performance.md").write_text("\n".join(lines))
+    REPORT.write_text("\n".join(lines).rstrip("\n") + "\n")
     print("bench: wrote docs/performance.md", file=sys.stderr)
 
 
