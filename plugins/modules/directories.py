@@ -11,8 +11,9 @@ description:
     owner, group and mode, like M(ansible.builtin.file) with C(state=directory),
     but for a whole list in one module run. A converge pays one round trip per
     role, not one per directory.
-  - A path that exists and is not a directory is an error naming it; nothing after
-    it is changed.
+  - A path that exists and is not a directory, or is a symbolic link, is an error
+    naming it; nothing after it is changed. A link is never followed: whoever owns
+    the parent could point it at a directory it wants the converge to hand over.
 author: zerotrust.mailstack maintainers (@zerotrust)
 options:
   paths:
@@ -90,8 +91,8 @@ def main():
         path = entry["path"]
         diff = dict(before=dict(path=path), after=dict(path=path))
         created = False
-        if os.path.lexists(path) and not os.path.isdir(path):
-            module.fail_json(msg="%s exists and is not a directory" % path, changed_paths=changed_paths)
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            module.fail_json(msg="%s exists and is not a directory (or is a link)" % path, changed_paths=changed_paths)
         if not os.path.lexists(path):
             created = True
             diff["before"]["state"], diff["after"]["state"] = "absent", "directory"

@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from conftest import sh, wait_for
+from conftest import run_playbook, sh, wait_for
 from test_identity import enroll, submission
 
 MX = "mx.corp.example"
@@ -104,3 +104,29 @@ def test_stopped_milter_defers_mail_then_it_is_delivered():
     sh("ext", "postqueue -f", check=True)
     delivered = wait_for(lambda: sh("imap", "grep -rl '%s' /var/vmail/demo/Maildir/new/" % marker).returncode == 0)
     assert delivered, "the deferred message never arrived after the milter came back"
+
+
+SIGNING_KEY = "/etc/dkimkeys/corp.example/mail.private"
+
+
+def test_a_signing_key_swapped_for_a_link_does_not_hand_its_target_to_opendkim():
+    """ZT-DKIM-03: the opendkim account owns the key directories. If it swaps its key for a
+    link to /etc/shadow, the converge must not follow the link (chown and chmod would give
+    the target to opendkim): it stops on the link and /etc/shadow stays root's. With the
+    key back, the same converge passes."""
+    shadow = sh("mx", "stat -c %U:%G:%a /etc/shadow", check=True).stdout.strip()
+    sh("mx", "cp -a %s /root/dkim-key.keep" % SIGNING_KEY, check=True)
+    swap = f"ln -s /etc/shadow {SIGNING_KEY}.lnk && mv -T {SIGNING_KEY}.lnk {SIGNING_KEY}"
+    sh("mx", "runuser -u opendkim -- sh -c '%s'" % swap, check=True)
+    try:
+        refused = run_playbook("tests/stack/playbooks/dkim.yml")
+        after = sh("mx", "stat -c %U:%G:%a /etc/shadow", check=True).stdout.strip()
+    finally:
+        sh("mx", "chown %s:%s /etc/shadow && chmod %s /etc/shadow" % tuple(shadow.split(":")), check=True)
+        sh("mx", "rm -f %s && mv /root/dkim-key.keep %s" % (SIGNING_KEY, SIGNING_KEY), check=True)
+    assert after == shadow
+    assert refused.returncode != 0, refused.stdout[-3000:]
+
+    accepted = run_playbook("tests/stack/playbooks/dkim.yml")
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert "changed=0" in accepted.stdout

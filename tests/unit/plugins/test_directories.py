@@ -85,3 +85,13 @@ def test_a_file_in_the_way_is_an_error(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     code, result = run(capsys, [entry(tmp_path / "f", "0700")])
     assert code == 1 and "is not a directory" in result["msg"]
+
+
+def test_a_link_is_never_followed(tmp_path, capsys):
+    target = tmp_path / "target"
+    target.mkdir()
+    os.chmod(target, 0o700)
+    (tmp_path / "link").symlink_to(target)
+    code, result = run(capsys, [entry(tmp_path / "link", "0755")])
+    assert code == 1 and "is a link" in result["msg"]
+    assert mode_of(target) == 0o700
