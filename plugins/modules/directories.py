@@ -12,7 +12,7 @@ description:
     but for a whole list in one module run. A converge pays one round trip per
     role, not one per directory.
   - A path that exists and is not a directory, or is a symbolic link, is an error
-    naming it; nothing after it is changed. A link is never followed: whoever owns
+    naming it; nothing after it is changed. A link is never followed, since whoever owns
     the parent could point it at a directory it wants the converge to hand over.
 author: zerotrust.mailstack maintainers (@zerotrust)
 options:
