@@ -7,11 +7,11 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils import dkim
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 
 
-def dkim_txt_value(text):
+def dkim_key_record(pem):
     try:
-        return dkim.genkey_value(text)
+        return dkim.public_key_record(pem)
     except InputError as exc:
-        raise AnsibleFilterError("zerotrust.mailstack.dkim_txt_value: %s" % exc) from None
+        raise AnsibleFilterError("zerotrust.mailstack.dkim_key_record: %s" % exc) from None
 
 
 def opendkim_conf(conf):
@@ -23,4 +23,4 @@ def opendkim_conf(conf):
 
 class FilterModule:
     def filters(self):
-        return {"dkim_txt_value": dkim_txt_value, "opendkim_conf": opendkim_conf}
+        return {"dkim_key_record": dkim_key_record, "opendkim_conf": opendkim_conf}

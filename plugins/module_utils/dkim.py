@@ -1,16 +1,18 @@
 # Copyright: zerotrust.mailstack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""OpenDKIM helpers: the public key record from opendkim-genkey, and opendkim.conf as data.
+"""OpenDKIM helpers: the public key record of a signing key, and opendkim.conf as data.
 
-`genkey_value` reads the `<selector>.txt` file opendkim-genkey writes (a BIND
-record whose data is a parenthesised list of quoted strings) and returns the
-record's value as one plain, unquoted string. Quoting it and splitting it into
-255-octet strings is left to the zone module (dns_zone.format_rdata).
+`public_key_record` turns the signing key's public half (PEM, as `openssl pkey
+-pubout` prints it) into the record's value as one plain, unquoted string. Quoting
+it and splitting it into 255-octet strings is left to the zone module
+(dns_zone.format_rdata). The record is derived from the key itself, never read
+from a file in opendkim's own directory.
 
 `render_opendkim_conf` turns a mapping of OpenDKIM parameters into opendkim.conf
 text, refusing anything that could inject a second line.
 """
 
+import base64
 import re
 
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
@@ -23,48 +25,13 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
 _RECORD_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]+")
 _TAG = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_PEM_BEGIN = "-----BEGIN PUBLIC KEY-----"
+_PEM_END = "-----END PUBLIC KEY-----"
+# The rsaEncryption algorithm identifier (1.2.840.113549.1.1.1) near the start of the DER.
+_RSA_OID = bytes.fromhex("06092a864886f70d010101")
 
 # Parameter names are letters; the On-<condition> family (On-BadSignature) has one hyphen.
 _CONF_KEY = re.compile(r"(On-)?[A-Za-z]+")
-
-
-def _quoted_strings(text, path):
-    """The quoted strings of a zone-file record, in order; a ';' outside quotes starts a comment."""
-    strings = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == ";":
-            # Comment to the end of the line.
-            end = text.find("\n", index)
-            index = len(text) if end < 0 else end
-            continue
-        if char != '"':
-            index += 1
-            continue
-        index += 1
-        chunk = []
-        while True:
-            if index >= len(text):
-                raise InputError(path, "unterminated quoted string")
-            char = text[index]
-            if char == "\\" and index + 1 < len(text):
-                # Zone-file escapes: \DDD is a decimal octet, \X is X itself.
-                digits = text[index + 1 : index + 4]
-                if len(digits) == 3 and digits.isdigit() and int(digits) < 256:
-                    chunk.append(chr(int(digits)))
-                    index += 4
-                else:
-                    chunk.append(text[index + 1])
-                    index += 2
-                continue
-            if char == '"':
-                index += 1
-                break
-            chunk.append(char)
-            index += 1
-        strings.append("".join(chunk))
-    return strings
 
 
 def parse_tags(value, path="value"):
@@ -92,18 +59,23 @@ def parse_tags(value, path="value"):
     return tags
 
 
-def genkey_value(text, path="value"):
-    """The record value of an opendkim-genkey .txt file, as one canonical string.
+def public_key_record(pem, path="value"):
+    """The DKIM key record (v=DKIM1; h=sha256; k=rsa; p=<key>) of an RSA public key in PEM.
 
-    The quoted strings are joined, the tags checked (v=DKIM1 first, a base64 p=),
-    and the result written back as `tag=value; tag=value; ...; p=<key>`.
+    The PEM is what `openssl pkey -pubout` prints for the signing key: its base64 body is
+    the DER SubjectPublicKeyInfo that p= carries (RFC 6376 3.6.1).
     """
-    if not isinstance(text, str):
-        raise InputError(path, "must be the text of an opendkim-genkey .txt file")
-    strings = _quoted_strings(text, path)
-    if not strings:
-        raise InputError(path, "no quoted record data found")
-    tags = parse_tags("".join(strings), path)
+    if not isinstance(pem, str):
+        raise InputError(path, "must be an RSA public key in PEM (openssl pkey -pubout)")
+    lines = [line.strip() for line in pem.strip().splitlines()]
+    if len(lines) < 3 or lines[0] != _PEM_BEGIN or lines[-1] != _PEM_END:
+        raise InputError(path, "must be one public key between %s and %s" % (_PEM_BEGIN, _PEM_END))
+    key = "".join(lines[1:-1])
+    if not _BASE64.fullmatch(key):
+        raise InputError(path, "the public key is not base64")
+    if _RSA_OID not in base64.b64decode(key)[:32]:
+        raise InputError(path, "only RSA keys are published (k=rsa)")
+    tags = parse_tags("v=DKIM1; h=sha256; k=rsa; p=" + key, path)
     return "; ".join("%s=%s" % item for item in tags.items())
 
 

@@ -3,8 +3,36 @@
 """The last steps every file-writing module of this collection shares: an atomic write
 of a checked candidate, then the usual owner/group/mode handling."""
 
+import errno
 import os
+import stat
 import tempfile
+
+
+class UnsafeTarget(Exception):
+    """The destination is a link or not a regular file: it is neither followed nor replaced."""
+
+
+def read_existing(path, binary=False):
+    """The destination's current content, or None when there is none.
+
+    Opened without following a link and refused unless it is a regular file: the
+    directory may belong to a daemon that swapped the file for a link to something only
+    root may read, which the module would otherwise show in its diff and then replace.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeTarget("%s is a symbolic link: refusing to follow or replace it" % path) from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise UnsafeTarget("%s is not a regular file: refusing to read or replace it" % path)
+        data = handle.read()
+    return data if binary else data.decode("utf-8")
 
 
 def write_atomically(module, path, text, check=None):

@@ -13,7 +13,9 @@ description:
     role, not one per directory.
   - A path that exists and is not a directory, or is a symbolic link, is an error
     naming it; nothing after it is changed. A link is never followed, since whoever owns
-    the parent could point it at a directory it wants the converge to hand over.
+    the parent could point it at a directory it wants the converge to hand over. Owner,
+    group and mode are read and set through a descriptor opened without following a
+    link, so a swap after the check changes nothing but the directory checked.
 author: zerotrust.mailstack maintainers (@zerotrust)
 options:
   paths:
@@ -55,11 +57,16 @@ changed_paths:
   elements: str
 """
 
+import grp
 import os
+import pwd
+import re
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
 ENTRY_KEYS = {"path", "owner", "group", "mode"}
+OCTAL_MODE = re.compile(r"0?[0-7]{3,4}")
 
 
 def one_per_path(entries):
@@ -77,6 +84,49 @@ def one_per_path(entries):
     return flat
 
 
+def wanted_attributes(entry):
+    """(uid, gid, mode or None) of an entry; ValueError names what is wrong."""
+    owner, group, mode = entry.get("owner", "root"), entry.get("group", "root"), entry.get("mode")
+    try:
+        uid = pwd.getpwnam(owner).pw_uid
+    except (KeyError, TypeError):
+        raise ValueError("%s: no such owner %r" % (entry["path"], owner)) from None
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except (KeyError, TypeError):
+        raise ValueError("%s: no such group %r" % (entry["path"], group)) from None
+    if mode is not None:
+        if isinstance(mode, int) and not isinstance(mode, bool):
+            mode = "%o" % mode
+        if not isinstance(mode, str) or not OCTAL_MODE.fullmatch(mode):
+            raise ValueError("%s: mode must be octal, such as '0750'; got %r" % (entry["path"], mode))
+        mode = int(mode, 8)
+    return uid, gid, mode
+
+
+def set_attributes(path, uid, gid, mode, check_mode, diff):
+    """Set owner, group and mode through a descriptor; True when something differs."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        found = os.fstat(fd)
+        changed = False
+        if (found.st_uid, found.st_gid) != (uid, gid):
+            diff["before"].update(owner=found.st_uid, group=found.st_gid)
+            diff["after"].update(owner=uid, group=gid)
+            changed = True
+            if not check_mode:
+                os.fchown(fd, uid, gid)
+                found = os.fstat(fd)
+        if mode is not None and stat.S_IMODE(found.st_mode) != mode:
+            diff["before"]["mode"], diff["after"]["mode"] = "%04o" % stat.S_IMODE(found.st_mode), "%04o" % mode
+            changed = True
+            if not check_mode:
+                os.fchmod(fd, mode)
+        return changed
+    finally:
+        os.close(fd)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(paths=dict(type="list", elements="dict", required=True)),
@@ -85,9 +135,13 @@ def main():
     entries = one_per_path(module.params["paths"])
     if entries is None:
         module.fail_json(msg="each entry needs absolute path(s) and only the keys %s" % sorted(ENTRY_KEYS))
+    try:
+        wanted = [wanted_attributes(entry) for entry in entries]
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
 
     changed_paths, diffs = [], []
-    for entry in entries:
+    for entry, (uid, gid, mode) in zip(entries, wanted):
         path = entry["path"]
         diff = dict(before=dict(path=path), after=dict(path=path))
         created = False
@@ -98,16 +152,12 @@ def main():
             diff["before"]["state"], diff["after"]["state"] = "absent", "directory"
             if not module.check_mode:
                 os.makedirs(path)
-        attributes = dict(
-            path=path,
-            owner=entry.get("owner", "root"),
-            group=entry.get("group", "root"),
-            mode=entry.get("mode"),
-        )
         changed = created
         if not (created and module.check_mode):
-            file_args = module.load_file_common_arguments(attributes)
-            changed = module.set_fs_attributes_if_different(file_args, created, diff)
+            try:
+                changed = set_attributes(path, uid, gid, mode, module.check_mode, diff) or created
+            except OSError as exc:
+                module.fail_json(msg="%s: %s" % (path, exc), changed_paths=changed_paths)
         if changed:
             changed_paths.append(path)
             diffs.append(diff)

@@ -88,7 +88,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.file_output import (
+    UnsafeTarget,
     exit_with_file_attributes,
+    read_existing,
     write_atomically,
 )
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.dns_zone import (
@@ -99,14 +101,6 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.dns_zone impor
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
     InputError,
 )
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def main():
@@ -125,7 +119,10 @@ def main():
     )
     params = module.params
     path = params["path"]
-    existing = _read(path)
+    try:
+        existing = read_existing(path)
+    except (UnsafeTarget, OSError, UnicodeDecodeError) as exc:
+        module.fail_json(msg="cannot read the zone file: %s" % exc)
     try:
         template = render_zone(
             params["zone"], params["records"], params["primary_ns"], params["hostmaster"], params["ttl"]

@@ -80,6 +80,10 @@ import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.file_output import (
+    UnsafeTarget,
+    read_existing,
+)
 
 try:
     import segno
@@ -102,17 +106,9 @@ def render_png(data, scale=8, border=4, error="m"):
     return buffer.getvalue(), code.version
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def write_if_changed(path, content, check_mode=False):
     """Write `content` to `path` atomically unless it already holds it; True when it (would have) changed."""
-    if _read(path) == content:
+    if read_existing(path, binary=True) == content:
         return False
     if not check_mode:
         directory = os.path.dirname(path) or "."
@@ -152,7 +148,7 @@ def main():
         module.fail_json(msg="cannot render the QR code: %s" % exc)
     try:
         changed = write_if_changed(path, content, module.check_mode)
-    except OSError as exc:
+    except (UnsafeTarget, OSError) as exc:
         module.fail_json(msg="cannot write %s: %s" % (path, exc))
     if os.path.exists(path):
         file_args = module.load_file_common_arguments(params)

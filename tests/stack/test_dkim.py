@@ -6,12 +6,13 @@ playbooks/user_enroll.yml) and checked where it lands: the outside peer
 verifies the signature against the key the stack's DNS publishes.
 """
 
+import base64
 import json
 import re
 import time
 
 import pytest
-from conftest import run_playbook, sh, wait_for
+from conftest import STATE, run_playbook, sh, wait_for
 from test_identity import enroll, submission
 
 MX = "mx.corp.example"
@@ -127,6 +128,65 @@ def test_a_signing_key_swapped_for_a_link_does_not_hand_its_target_to_opendkim()
     assert after == shadow
     assert refused.returncode != 0, refused.stdout[-3000:]
 
+    accepted = run_playbook("tests/stack/playbooks/dkim.yml")
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert "changed=0" in accepted.stdout
+
+
+KEY_DIR = "/etc/dkimkeys/corp.example"
+CANARY = "/etc/mailstack-canary"
+SECRET_CANARY = "/root/mailstack-secret-canary"
+
+
+@pytest.fixture
+def opendkim_plants():
+    """Keep the domain's key directory and two root files opendkim must never reach: a
+    world-readable one it cannot write and a root-only secret. Everything is restored."""
+    sh("mx", f"printf keep > {CANARY} && chmod 644 {CANARY}", check=True)
+    sh("mx", f"printf SECRET-b4f1c0de > {SECRET_CANARY} && chmod 600 {SECRET_CANARY}", check=True)
+    sh("mx", f"rm -rf /root/dkim-dir.keep && cp -a {KEY_DIR} /root/dkim-dir.keep", check=True)
+    # The record the converge exports for the dns role, which a new key would replace.
+    record = STATE / "records" / "corp.example" / "dkim-mail.json"
+    published = record.read_bytes()
+
+    def plant(command):
+        sh("mx", "runuser -u opendkim -- sh -c '%s'" % command, check=True)
+
+    yield plant
+    sh("mx", f"rm -rf {KEY_DIR} && mv /root/dkim-dir.keep {KEY_DIR}", check=True)
+    sh("mx", f"rm -f {CANARY} {SECRET_CANARY}", check=True)
+    record.write_bytes(published)
+
+
+def test_a_key_made_again_does_not_write_through_links_opendkim_planted(opendkim_plants):
+    """ZT-DKIM-03: opendkim can delete its key, so the converge makes one again, and plant a
+    link where the key generator writes the DNS record. Made as root, the record would be
+    written through the link into a file opendkim may not touch. The link's target keeps
+    its content and owner; with the key back the same converge passes unchanged."""
+    opendkim_plants(f"rm -f {KEY_DIR}/mail.private && ln -sfn {CANARY} {KEY_DIR}/mail.txt")
+    run_playbook("tests/stack/playbooks/dkim.yml")
+    assert sh("mx", f"cat {CANARY}; stat -c ' %U:%G:%a' {CANARY}").stdout == "keep root:root:644\n"
+
+
+def test_a_record_swapped_for_a_link_neither_leaks_its_target_nor_reaches_dns(opendkim_plants):
+    """ZT-DKIM-04: the converge publishes each domain's public key record. If opendkim swaps
+    the record file opendkim-genkey wrote for a link to a root-only secret, the run must not
+    read it (at -v what a task reads is in the job output, base64 or not): the record is
+    derived from the key itself, so the run passes and publishes the same record."""
+    record = STATE / "records" / "corp.example" / "dkim-mail.json"
+    published = record.read_text()
+    opendkim_plants(f"ln -sfn {SECRET_CANARY} {KEY_DIR}/mail.txt.lnk && mv -T {KEY_DIR}/mail.txt.lnk {KEY_DIR}/mail.txt")
+    run = run_playbook("-v", "tests/stack/playbooks/dkim.yml")
+    output = run.stdout + run.stderr
+    for form in ("SECRET-b4f1c0de", base64.b64encode(b"SECRET-b4f1c0de").decode()[:16], "b4f1c0de"):
+        assert form not in output
+    assert run.returncode == 0, output[-3000:]
+    assert record.read_text() == published
+
+
+def test_the_key_checks_pass_on_an_untouched_key_directory():
+    """The twin of the two above: the same converge on the key directory as the role left
+    it reads the record and changes nothing."""
     accepted = run_playbook("tests/stack/playbooks/dkim.yml")
     assert accepted.returncode == 0, accepted.stdout[-3000:]
     assert "changed=0" in accepted.stdout

@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import ALL_HOSTS, DOMAIN, STACK_HOSTS, STATE, copy_to, sh
+from conftest import ALL_HOSTS, DOMAIN, STACK_HOSTS, STATE, copy_to, run_playbook, sh
 
 
 @pytest.mark.parametrize("host", ALL_HOSTS)
@@ -101,3 +101,37 @@ def test_stack_hosts_are_not_rate_limited_by_their_own_name_server(addresses):
 def test_other_clients_are_still_rate_limited(addresses):
     # The twin: a client outside the stack gets at most the configured rate.
     assert answered_in_a_burst("ext", addresses["dns"]) < 60
+
+
+ZONE_FILE = "/var/lib/bind/zones/corp.example.zone"
+SECRET_CANARY = "/root/mailstack-secret-canary"
+
+
+@pytest.fixture
+def bind_plants():
+    """Keep the zone file and a root-only secret bind must never reach; restore both."""
+    sh("dns", f"printf SECRET-5e1f0b0b > {SECRET_CANARY} && chmod 600 {SECRET_CANARY}", check=True)
+    sh("dns", f"cp -a {ZONE_FILE} /root/zone.keep", check=True)
+    yield lambda command: sh("dns", "runuser -u bind -- sh -c '%s'" % command, check=True)
+    sh("dns", f"rm -f {ZONE_FILE} && mv /root/zone.keep {ZONE_FILE} && rm -f {SECRET_CANARY}", check=True)
+    sh("dns", "rndc reload corp.example", check=True)
+
+
+def test_a_zone_file_swapped_for_a_link_does_not_show_its_target_in_the_run(bind_plants):
+    """ZT-DNS-02: bind owns its zone directory. If it swaps a zone file for a link to a
+    root-only secret, the converge must not read it (a --diff run would print it) nor
+    write, chown or chmod through it; it stops on the link. The twin below passes."""
+    bind_plants(f"ln -sfn {SECRET_CANARY} {ZONE_FILE}.lnk && mv -T {ZONE_FILE}.lnk {ZONE_FILE}")
+    refused = run_playbook("--diff", "tests/stack/playbooks/dns.yml")
+    output = refused.stdout + refused.stderr
+    assert "5e1f0b0b" not in output
+    assert sh("dns", f"cat {SECRET_CANARY}; stat -c ' %U:%G:%a' {SECRET_CANARY}").stdout == (
+        "SECRET-5e1f0b0b root:root:600\n"
+    )
+    assert refused.returncode != 0, output[-3000:]
+
+
+def test_the_zone_converge_passes_on_the_zone_files_as_written():
+    accepted = run_playbook("--diff", "tests/stack/playbooks/dns.yml")
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert "changed=0" in accepted.stdout

@@ -95,3 +95,44 @@ def test_a_link_is_never_followed(tmp_path, capsys):
     code, result = run(capsys, [entry(tmp_path / "link", "0755")])
     assert code == 1 and "is a link" in result["msg"]
     assert mode_of(target) == 0o700
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(owner="no-such-user-here"), "no such owner"),
+        (dict(group="no-such-group-here"), "no such group"),
+        (dict(mode="u=rwx"), "mode must be octal"),
+        (dict(mode="0750\n"), "mode must be octal"),
+        (dict(mode=True), "mode must be octal"),
+    ],
+)
+def test_refuses_an_unknown_account_or_a_bad_mode_before_any_change(tmp_path, capsys, bad, message):
+    code, result = run(capsys, [entry(tmp_path / "first", "0700"), dict(entry(tmp_path / "second", "0700"), **bad)])
+    assert code == 1 and message in result["msg"]
+    assert not (tmp_path / "first").exists()
+
+
+def test_an_integer_mode_is_read_as_yaml_gives_it(tmp_path, capsys):
+    code, result = run(capsys, [entry(tmp_path / "a", 0o2750)])
+    assert code == 0 and mode_of(tmp_path / "a") == 0o2750
+
+
+def test_attributes_are_set_on_the_directory_checked_not_on_a_later_link(tmp_path, capsys, monkeypatch):
+    """A swap between the check by path and the change: the descriptor refuses the link."""
+    target = tmp_path / "target"
+    target.mkdir()
+    os.chmod(target, 0o700)
+    (tmp_path / "d").mkdir()
+    real_open = os.open
+
+    def swap_then_open(path, flags, *args):
+        if path == str(tmp_path / "d"):
+            os.rmdir(path)
+            os.symlink(target, path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(directories.os, "open", swap_then_open)
+    code, result = run(capsys, [entry(tmp_path / "d", "0755")])
+    assert code == 1 and result["msg"].startswith(str(tmp_path / "d") + ": ")
+    assert mode_of(target) == 0o700

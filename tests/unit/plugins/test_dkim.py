@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.filter.dkim import FilterModule, dkim_txt_value, opendkim_conf
+from ansible_collections.zerotrust.mailstack.plugins.filter.dkim import FilterModule, dkim_key_record, opendkim_conf
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import dkim, dns_zone
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -13,26 +13,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "opendkim")
 
-# What opendkim-genkey 2.11 (Debian 13) writes for -b 2048 -s mail -d corp.example.
-GENKEY_TXT = (
-    'mail._domainkey\tIN\tTXT\t( "v=DKIM1; h=sha256; k=rsa; "\n'
-    '\t  "p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAs4nFFh3O3/8eTvEW6ht/SeBnBHue7DiaP2YyDRtEUwdNO2rUCDKRQR1AsUt0lJZ'
-    "uEhlACX9BOeChN4py5zxLaWHzuFeV84M1LM975GKAuU5skC2fE5idCUfXgOXs2lA4NbTjPNPEaXkfcMOHHrzlzZ+5JiFglcQKL6mhGwbf2+v8ILWN"
-    'Ny3eIZ3sqioeYzjdb5TbvbYE1881aF"\n'
-    '\t  "uJTsoLGB/U/4GjG09KXO/BI6KIl+RV7NaqFpFvrJZ+jfAFlMaXUpls+QQp0WvMI4B1J21h5vDdC+N4OVY7EamByV5D2U1Rs0d5'
-    'Zrcp/qTqjyBcuyazOXgtOrFuecxRHdmUX8wRnwIDAQAB" )  ; ----- DKIM key mail for corp.example\n'
-)
+
+
+def public_pem(bits=2048):
+    """The PEM `openssl pkey -pubout` prints for a fresh RSA key, and the key's DER."""
+    public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode(), public.public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+PEM, DER = public_pem()
 CHUNK = re.compile(r'"([^"]*)"')
-
-
-def genkey_txt(bits, selector="mail", head="v=DKIM1; h=sha256; k=rsa; "):
-    """A .txt file in opendkim-genkey's layout for a fresh key (strings cut where genkey cuts them)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    data = "p=" + base64.b64encode(der).decode()
-    pieces = [data[i : i + 250] for i in range(0, len(data), 250)]
-    body = "\n\t  ".join('"%s"' % piece for piece in [head, *pieces])
-    return "%s._domainkey\tIN\tTXT\t( %s )  ; ----- DKIM key %s for corp.example\n" % (selector, body, selector), der
 
 
 def unquote(value):
@@ -42,20 +34,21 @@ def unquote(value):
     return chunks
 
 
-def test_genkey_file_gives_the_canonical_value():
-    value = dkim.genkey_value(GENKEY_TXT)
-    assert value.startswith("v=DKIM1; h=sha256; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAs4nFFh3O3")
-    assert value.endswith("Rs0d5Zrcp/qTqjyBcuyazOXgtOrFuecxRHdmUX8wRnwIDAQAB")
-    assert " " not in value.partition("p=")[2]
-    # The comment after the closing parenthesis is not part of the record.
-    assert "-----" not in value and "corp.example" not in value
+@pytest.mark.parametrize("bits", [1024, 2048, 4096])
+def test_the_record_carries_the_public_key(bits):
+    pem, der = public_pem(bits)
+    value = dkim.public_key_record(pem)
+    assert value.startswith("v=DKIM1; h=sha256; k=rsa; p=")
+    key = base64.b64decode(dkim.parse_tags(value)["p"])
+    assert key == der
+    assert load_der_public_key(key).key_size == bits
 
 
-def test_plain_value_fits_the_zone_modules_txt_strings():
+def test_the_value_fits_the_zone_modules_txt_strings():
     # The dns role's zone module quotes the plain value and cuts it into
     # 255-octet strings; joined again they must give back the value.
-    for text in (GENKEY_TXT, genkey_txt(4096)[0]):
-        value = dkim.genkey_value(text)
+    for pem in (PEM, public_pem(4096)[0]):
+        value = dkim.public_key_record(pem)
         assert '"' not in value and "\\" not in value
         strings = unquote(dns_zone.format_rdata("TXT", value, "records[0].value"))
         assert len(strings) >= 2
@@ -63,54 +56,39 @@ def test_plain_value_fits_the_zone_modules_txt_strings():
         assert "".join(strings) == value
 
 
-@pytest.mark.parametrize("bits", [1024, 2048, 4096])
-def test_generated_keys_round_trip(bits):
-    text, der = genkey_txt(bits)
-    # genkey writes the head and the key as separate quoted strings and cuts a
-    # long key further; they are joined without a gap.
-    assert len(CHUNK.findall(text)) >= (3 if bits > 1024 else 2)
-    plain = dkim.genkey_value(text)
-    assert plain.startswith("v=DKIM1; h=sha256; k=rsa; p=")
-    assert " " not in plain.partition("p=")[2]
-    key = base64.b64decode(dkim.parse_tags(plain)["p"])
-    assert key == der
-    assert load_der_public_key(key).key_size == bits
-
-
-def test_escaped_characters_and_tags_are_normalized():
-    text = '( "v=DKIM1;k=rsa;" "\\112=QUJD" )'
-    assert dkim.genkey_value(text) == "v=DKIM1; k=rsa; p=QUJD"
+def test_surrounding_whitespace_and_crlf_are_accepted():
+    assert dkim.public_key_record("\n" + PEM.replace("\n", "\r\n") + "\n") == dkim.public_key_record(PEM)
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    "pem, message",
     [
-        ("", "no quoted record data"),
-        ("mail._domainkey IN TXT ( v=DKIM1 )", "no quoted record data"),
-        ('( "v=DKIM1; p=QUJD )', "unterminated"),
-        ('( "k=rsa; v=DKIM1; p=QUJD" )', "starts with v=DKIM1"),
-        ('( "v=DKIM2; p=QUJD" )', "starts with v=DKIM1"),
-        ('( "v=DKIM1; k=rsa" )', "base64 public key"),
-        ('( "v=DKIM1; p=" )', "base64 public key"),
-        ('( "v=DKIM1; p=QU*D" )', "base64 public key"),
-        ('( "v=DKIM1; p=QUJD; p=QUJD" )', "appears twice"),
-        ('( "v=DKIM1; novalue; p=QUJD" )', "tag=value"),
-        ('( "v=DKIM1; p=QUJD\\"" )', "without quotes"),
-        ('( "v=DKIM1; p=QUJD\n" )', "without quotes"),
-        ('( "v=DKIM1; p=QUJD\\\\" )', "without quotes"),
-        ('( "v=DKIM1; n=\x00; p=QUJD" )', "without quotes"),
+        (None, "RSA public key in PEM"),
+        ("", "one public key between"),
+        ("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA", "one public key between"),
+        (PEM.replace("PUBLIC KEY", "PRIVATE KEY"), "one public key between"),
+        (PEM + PEM, "not base64"),
+        (PEM.replace("\n", "\n*", 1), "not base64"),
+        (PEM.replace("\n", "\nv=DKIM1; p=", 1), "not base64"),
+        (
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+            "only RSA keys",
+        ),
     ],
 )
-def test_refuses_malformed_records(text, message):
+def test_anything_but_one_rsa_public_key_is_refused(pem, message):
     with pytest.raises(InputError, match=message):
-        dkim.genkey_value(text)
+        dkim.public_key_record(pem)
 
 
-def test_refuses_non_text():
-    with pytest.raises(InputError, match="opendkim-genkey"):
-        dkim.genkey_value(None)
+def test_refuses_malformed_tags():
     with pytest.raises(InputError, match="printable ASCII"):
         dkim.parse_tags(["v=DKIM1"])
+    with pytest.raises(InputError, match="starts with v=DKIM1"):
+        dkim.parse_tags("k=rsa; v=DKIM1; p=QUJD")
+    with pytest.raises(InputError, match="appears twice"):
+        dkim.parse_tags("v=DKIM1; p=QUJD; p=QUJD")
+    assert dkim.parse_tags("v=DKIM1;k=rsa; p=QU JD") == {"v": "DKIM1", "k": "rsa", "p": "QUJD"}
 
 
 def test_renders_conf_in_order_with_types():
@@ -183,12 +161,12 @@ def test_conf_must_be_a_mapping():
 
 
 def test_filters_raise_ansible_errors_naming_the_filter():
-    assert set(FilterModule().filters()) == {"dkim_txt_value", "opendkim_conf"}
-    assert dkim_txt_value(GENKEY_TXT) == dkim.genkey_value(GENKEY_TXT)
-    assert dkim_txt_value(GENKEY_TXT).startswith("v=DKIM1; h=sha256; k=rsa; p=MIIB")
+    assert set(FilterModule().filters()) == {"dkim_key_record", "opendkim_conf"}
+    assert dkim_key_record(PEM) == dkim.public_key_record(PEM)
+    assert dkim_key_record(PEM).startswith("v=DKIM1; h=sha256; k=rsa; p=MIIB")
     assert opendkim_conf({"Mode": "sv"}) == "Mode sv\n"
-    with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.dkim_txt_value: value: no quoted"):
-        dkim_txt_value("nothing")
+    with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.dkim_key_record: value: must be one public key"):
+        dkim_key_record("nothing")
     with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.opendkim_conf: opendkim_conf.Mode: "):
         opendkim_conf({"Mode": "s\nv"})
 
