@@ -47,8 +47,8 @@ class RequestError(InputError):
     """A refused request; the message names the option itself (`app_scopes must be ...`)."""
 
     def __init__(self, path, message):
-        ValueError.__init__(self, message)
-        self.path = path
+        super().__init__(path, message)
+        self.args = (message,)
 
 
 def _shown(value):

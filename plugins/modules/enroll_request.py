@@ -93,6 +93,8 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
 
 def main():
     spec = {name: {"type": "raw"} for name in enrollment.ENROLL_OPTIONS}
+    # A flag asking for a new password, not a password.
+    spec["new_password"]["no_log"] = False
     spec["users"] = {"type": "list", "elements": "dict", "required": True}
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     raw = {name: module.params[name] for name in enrollment.ENROLL_OPTIONS}
