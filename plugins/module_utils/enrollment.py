@@ -181,11 +181,15 @@ def enroll_plan(request, entries, apps, dn, now, search_error=""):
     """What to issue, from the request and the directory's view of the user.
 
     `entries` is the base search of the user's entry (one result, or none when the
-    directory does not hold the user), `apps` the onelevel search of its app passwords.
-    A revoked user is refused unless reinstated, and then gets a new password and TOTP secret.
+    directory does not hold the user), `apps` the onelevel search of its app passwords
+    (None when that search failed: the credentials file would otherwise lose every
+    app password it lists). A revoked user is refused unless reinstated, and then gets
+    a new password and TOTP secret.
     """
     if len(entries) != 1:
         raise RequestError("user", "%s is not in the directory (run playbooks/site.yml first): %s" % (dn, search_error))
+    if apps is None:
+        raise RequestError("user", "cannot read the app passwords of %s: %s" % (dn, search_error))
     entry = entries[0]
     revoked = _ldap_true(entry.get("mailstackRevoked", "FALSE"))
     if revoked and not request["reinstate"]:

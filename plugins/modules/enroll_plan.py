@@ -29,16 +29,18 @@ options:
     elements: dict
     required: true
   apps:
-    description: The results of a onelevel search of the user's app passwords (C(mailstackAppId)).
+    description:
+      - The results of a onelevel search of the user's app passwords (C(mailstackAppId)).
+      - Left out when that search failed; the plan is then refused, since the credentials
+        file would lose the app passwords it lists.
     type: list
     elements: dict
-    default: []
   dn:
     description: The user's DN, for the message when the directory does not hold it.
     type: str
     required: true
   search_error:
-    description: The search's error message, shown when the directory does not hold the user.
+    description: The searches' error message, shown when the directory does not hold the user or its app passwords could not be read.
     type: str
     default: ""
 attributes:
@@ -90,7 +92,7 @@ def main():
             "request": {"type": "dict", "required": True},
             # The entry holds the password hash and the TOTP secret.
             "entries": {"type": "list", "elements": "dict", "required": True, "no_log": True},
-            "apps": {"type": "list", "elements": "dict", "default": []},
+            "apps": {"type": "list", "elements": "dict"},
             "dn": {"type": "str", "required": True},
             "search_error": {"type": "str", "default": ""},
         },

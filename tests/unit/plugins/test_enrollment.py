@@ -427,3 +427,11 @@ def test_revoked_document_drops_apps_and_for_all_the_secrets():
     assert everything == dict(old, password=None, totp_secret=None, otpauth_uri=None, app_passwords={})
     assert enrollment.revoke_credentials(revoke_plan(all="true"), None) is None
     assert enrollment.revoke_credentials(revoke_plan(all="true"), {"login": "alice"})["app_passwords"] == {}
+
+
+def test_a_plan_is_refused_when_the_app_passwords_could_not_be_read():
+    """Otherwise the credentials file would be rewritten without the app passwords it lists."""
+    with pytest.raises(enrollment.RequestError, match="cannot read the app passwords") as refusal:
+        enrollment.enroll_plan(enroll(user="alice"), [{}], None, DN, NOW, "Can't contact LDAP server")
+    assert refusal.value.path == "user" and "Can't contact LDAP server" in str(refusal.value)
+    assert enrollment.enroll_plan(enroll(user="alice"), [{}], [], DN, NOW)["held_apps"] == []
