@@ -141,7 +141,7 @@ def main():
         module.fail_json(msg=str(exc))
 
     changed_paths, diffs = [], []
-    for entry, (uid, gid, mode) in zip(entries, wanted):
+    for entry, (uid, gid, mode) in zip(entries, wanted, strict=True):
         path = entry["path"]
         diff = dict(before=dict(path=path), after=dict(path=path))
         created = False

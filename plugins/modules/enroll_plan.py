@@ -40,7 +40,9 @@ options:
     type: str
     required: true
   search_error:
-    description: The searches' error message, shown when the directory does not hold the user or its app passwords could not be read.
+    description:
+      - The searches' error message, shown when the directory does not hold the user
+        or its app passwords could not be read.
     type: str
     default: ""
 attributes:

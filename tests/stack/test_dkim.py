@@ -175,7 +175,8 @@ def test_a_record_swapped_for_a_link_neither_leaks_its_target_nor_reaches_dns(op
     derived from the key itself, so the run passes and publishes the same record."""
     record = STATE / "records" / "corp.example" / "dkim-mail.json"
     published = record.read_text()
-    opendkim_plants(f"ln -sfn {SECRET_CANARY} {KEY_DIR}/mail.txt.lnk && mv -T {KEY_DIR}/mail.txt.lnk {KEY_DIR}/mail.txt")
+    swap = f"ln -sfn {SECRET_CANARY} {KEY_DIR}/mail.txt.lnk && mv -T {KEY_DIR}/mail.txt.lnk {KEY_DIR}/mail.txt"
+    opendkim_plants(swap)
     run = run_playbook("-v", "tests/stack/playbooks/dkim.yml")
     output = run.stdout + run.stderr
     for form in ("SECRET-b4f1c0de", base64.b64encode(b"SECRET-b4f1c0de").decode()[:16], "b4f1c0de"):

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "opendkim")
 
 
-
 def public_pem(bits=2048):
     """The PEM `openssl pkey -pubout` prints for a fresh RSA key, and the key's DER."""
     public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
@@ -71,7 +70,10 @@ def test_surrounding_whitespace_and_crlf_are_accepted():
         (PEM.replace("\n", "\n*", 1), "not base64"),
         (PEM.replace("\n", "\nv=DKIM1; p=", 1), "not base64"),
         (
-            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+            # An Ed25519 key (RFC 8410's example).
+            "-----BEGIN PUBLIC KEY-----\n"
+            "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+            "-----END PUBLIC KEY-----\n",
             "only RSA keys",
         ),
     ],
