@@ -44,3 +44,24 @@ def test_a_run_asks_apt_only_for_packages_the_host_lacks():
     assert result.returncode == 0, result.stdout + result.stderr
     missing = json.loads(re.search(r"MISSING=(\[.*?\])", result.stdout).group(1))
     assert missing == ["hello"]
+
+
+def test_one_control_converges_alone_and_leaves_the_others_as_found():
+    """Tasks carry their control id as a tag: `--tags ZT-BASE-04` on the site playbook puts
+    back the closed /root (ZT-BASE-04) and nothing of another control, here a service
+    account given a login shell (ZT-BASE-03). Its twin run with that tag takes the shell
+    back, so each control is converged, and checked, on its own."""
+    sh("filter", "chmod 755 /root && usermod -s /bin/sh daemon", check=True)
+    try:
+        first = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-BASE-04")
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert sh("filter", "stat -c %a /root").stdout.strip() == "700"
+        assert sh("filter", "getent passwd daemon | cut -d: -f7").stdout.strip() == "/bin/sh"
+        assert re.search(r"^filter\s*:\s*ok=\d+\s+changed=1\s", first.stdout, re.M), first.stdout[-1500:]
+
+        second = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-BASE-03")
+        assert second.returncode == 0, second.stdout[-3000:]
+        assert sh("filter", "getent passwd daemon | cut -d: -f7").stdout.strip() in NOLOGIN
+        assert re.search(r"^filter\s*:\s*ok=\d+\s+changed=1\s", second.stdout, re.M), second.stdout[-1500:]
+    finally:
+        sh("filter", "chmod 700 /root && usermod -s /usr/sbin/nologin daemon")
