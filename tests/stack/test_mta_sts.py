@@ -125,3 +125,33 @@ def test_mail_waits_when_the_peer_breaks_its_own_policy():
         set_peer_policy("ext.outside.example")
     sh("mx", "postqueue -f", check=True)
     assert wait_for(lambda: delivered_at_peer(marker), 90), "the deferred message never reached the peer"
+
+
+def test_a_run_that_fails_later_still_applies_the_config_it_changed(addresses):
+    """A converge that stops on an error must not leave a daemon running the old
+    configuration: the next run finds the file already right and would never reload it.
+    The policy server's config drifts and nginx is reloaded with it (nothing on 443);
+    then a run restores the file and fails further on (a file stands where the records
+    for the dns role go). The reload it notified must still happen: the policy is served
+    again. Its twin, with nothing in the way, passes and changes nothing."""
+    conf = "/etc/nginx/conf.d/mta-sts.conf"
+    records = STATE / "records" / "corp.example"
+    aside = records.with_name("corp.example.aside")
+    sh("mx", f"cp -a {conf} /root/mta-sts.conf.keep", check=True)
+    sh("mx", f"echo '# drifted: serves nothing' > {conf} && systemctl reload nginx", check=True)
+    records.rename(aside)
+    records.write_text("in the way\n")
+    try:
+        assert wait_for(lambda: sh("mx", "ss -Hltn 'sport = :443'").stdout.strip() == "", 20)
+        failed = run_playbook("playbooks/site.yml", "--limit", "mx", "--tags", "ZT-STS-01,ZT-STS-02")
+        assert failed.returncode != 0, failed.stdout[-3000:]
+        assert sh("mx", f"cmp {conf} /root/mta-sts.conf.keep").returncode == 0
+        assert wait_for(lambda: sh("mx", "ss -Hltn 'sport = :443'").stdout.strip() != "", 20), failed.stdout[-3000:]
+        assert https_get(addresses["mx"])[3] == POLICY
+    finally:
+        records.unlink()
+        aside.rename(records)
+        sh("mx", f"cp -a /root/mta-sts.conf.keep {conf} && systemctl reload nginx")
+    passed = run_playbook("playbooks/site.yml", "--limit", "mx", "--tags", "ZT-STS-01,ZT-STS-02")
+    assert passed.returncode == 0, passed.stdout[-3000:]
+    assert re.search(r"^mx\s*:\s*ok=\d+\s+changed=0\s", passed.stdout, re.M), passed.stdout[-1500:]
