@@ -310,7 +310,8 @@ def revoke_request(raw):
             + NOTHING_CHANGED,
         )
     if app is not None and (not isinstance(app, str) or not _APP_ID.fullmatch(app)):
-        message = "app must be an 8-character app id (a-z, 0-9); got %s" % _shown(app)
+        # Never echoed: an operator may have pasted the whole app password.
+        message = "app must be an 8-character app id (a-z, 0-9), the part of the app password before its '-'"
         raise RequestError("app", message + NOTHING_CHANGED)
     if device is not None:
         _check_name(

@@ -364,6 +364,13 @@ def test_malformed_app_id_is_refused_naming_app(app):
     assert error.path == "app" and str(error).startswith("app must be an 8-character app id")
 
 
+def test_a_whole_app_password_given_as_app_is_refused_without_echoing_it():
+    pasted = "rcyhx3f2-4DOVxQZM1HY804uunQHdMjBM"
+    error = refused(revoke, app=pasted)
+    assert error.path == "app" and "4DOVxQZM1HY804uunQHdMjBM" not in str(error)
+    assert enrollment.revoke_request({"user": "alice", "app": pasted.split("-")[0]})["app"] == "rcyhx3f2"
+
+
 @pytest.mark.parametrize("device", ["Phone", "", "phone\n", "-x", "x" * 33, "../x", 3])
 def test_malformed_device_is_refused_naming_device(device):
     error = refused(revoke, device=device)
