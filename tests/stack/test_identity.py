@@ -440,6 +440,35 @@ def test_revoked_app_password_is_refused_at_once(enrolled, imap):
     assert imap_login(imap, "alice", enrolled["alice_laptop"])
 
 
+def test_a_revoke_that_cannot_read_the_credentials_file_leaves_the_account_whole(enrolled, imap):
+    """The credentials document is worked out before anything is revoked: a file the run
+    cannot read stops it with the app password still working (never halfway, with no log
+    line and no kick). With the file back, the same revoke goes through."""
+    _, added, creds = enroll("alice", "app_name=probe", "app_scopes=imap")
+    secret = creds["app_passwords"][added[0]]["secret"]
+    document = CREDENTIALS / "alice.json"
+    kept = document.read_bytes()
+    document.write_text("[]\n")
+    try:
+        refused = revoke("alice", "app=%s" % added[0])
+    finally:
+        document.write_bytes(kept)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert recap_changed(refused.stdout, "ldap") == 0
+    assert imap_login(imap, "alice", secret)
+    result = revoke("alice", "app=%s" % added[0])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert not imap_login(imap, "alice", secret)
+
+
+def test_a_whole_app_password_pasted_as_the_app_id_is_refused_and_never_shown(enrolled):
+    secret = enrolled["alice_laptop"]
+    refused = revoke("alice", "app=%s" % secret)
+    assert refused.returncode != 0 and "app must be an 8-character app id" in refused.stdout
+    assert secret.split("-", 1)[1] not in refused.stdout + refused.stderr
+    assert recap_changed(refused.stdout, "ldap") == 0
+
+
 def test_revoking_an_unknown_app_id_or_nothing_is_an_error():
     unknown = revoke("alice", "app=zzzzzzzz")
     assert unknown.returncode != 0 and "alice has no app password zzzzzzzz" in unknown.stdout
