@@ -321,6 +321,11 @@ def revoke_request(raw):
     return {"user": user, "what": what, "app": app, "device": device}
 
 
+def device_certificate(devices_dir, user, device):
+    """Where role pki keeps the device certificate <user>-<device> on the controller."""
+    return "%s/%s-%s.pem" % (devices_dir, user, device)
+
+
 def revoke_plan(request, apps, dn, devices_dir, cert_exists, search_error=""):
     """The app passwords (and device certificate) to revoke.
 
@@ -338,7 +343,7 @@ def revoke_plan(request, apps, dn, devices_dir, cert_exists, search_error=""):
         targets = [app for app in apps if app.get("mailstackAppId") == request["app"]]
     else:
         targets = [app for app in apps if app.get("mailstackDevice") == request["device"]]
-    cert = "%s/%s-%s.pem" % (devices_dir, user, request["device"]) if what == "device" else ""
+    cert = device_certificate(devices_dir, user, request["device"]) if what == "device" else ""
     if what != "all" and not targets and not (what == "device" and cert_exists):
         missing = (
             "no app password %s" % request["app"]

@@ -52,17 +52,8 @@ options:
     type: list
     elements: dict
     required: true
-attributes:
-  check_mode:
-    description: Changes nothing, so it runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Produces no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - zerotrust.mailstack.controller_decision
 """
 
 EXAMPLES = r"""

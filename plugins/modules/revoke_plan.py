@@ -39,17 +39,8 @@ options:
     description: The controller's directory of device certificates, C(<user>-<device>.pem).
     type: path
     required: true
-attributes:
-  check_mode:
-    description: Changes nothing, so it runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Produces no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - zerotrust.mailstack.controller_decision
 """
 
 EXAMPLES = r"""
@@ -93,7 +84,7 @@ def main():
     )
     params = module.params
     request = params["request"]
-    cert = "%s/%s-%s.pem" % (params["devices_dir"], request.get("user"), request.get("device"))
+    cert = enrollment.device_certificate(params["devices_dir"], request.get("user"), request.get("device"))
     try:
         plan = enrollment.revoke_plan(
             request,

@@ -28,17 +28,8 @@ options:
   all:
     description: Revoke the whole account (true or false).
     type: raw
-attributes:
-  check_mode:
-    description: Changes nothing, so it runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Produces no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - zerotrust.mailstack.controller_decision
 """
 
 EXAMPLES = r"""

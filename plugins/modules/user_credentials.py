@@ -31,17 +31,8 @@ options:
   domain:
     description: The stack's mail domain, the issuer of the otpauth URI (enrollment only).
     type: str
-attributes:
-  check_mode:
-    description: Changes nothing, so it runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Produces no diff.
-    support: none
-  platform:
-    description: Runs on the controller.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - zerotrust.mailstack.controller_decision
 """
 
 EXAMPLES = r"""
