@@ -34,6 +34,7 @@ class FilterModule:
             "host_records": _wrap(inventory.host_records),
             "server_sans": _wrap(inventory.server_sans),
             "host_fqdn": _wrap(inventory.host_fqdn),
+            "host_addresses": _wrap(inventory.host_addresses),
             "stack_endpoint": _wrap(inventory.stack_endpoint),
             "stack_endpoints": _wrap(inventory.stack_endpoints),
             "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),

@@ -34,6 +34,13 @@ def host_address(host, hostvars):
     return check_ip(address, "hostvars[%s].mailstack_address" % host)
 
 
+def host_addresses(hosts, hostvars):
+    """The address of each inventory host in `hosts` (see host_address), in order."""
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise InputError("hosts", "must be a list of inventory host names")
+    return [host_address(host, hostvars) for host in hosts]
+
+
 def host_records(hosts, hostvars):
     """A/AAAA records, relative to the zone, for each inventory host."""
     records = []
@@ -59,6 +66,7 @@ ENDPOINTS = {
     "ldap": ("ldap", lambda fqdn, values: "ldaps://%s" % fqdn),
     "lmtp": ("imap", lambda fqdn, values: "lmtp:inet:%s:%s" % (fqdn, values.get("dovecot_lmtp_port", LMTP_PORT))),
     "mx": ("mx", lambda fqdn, values: fqdn),
+    "content_filter": ("filter", lambda fqdn, values: fqdn),
 }
 
 

@@ -62,13 +62,15 @@ PROD_GROUPS = {
     "ldap": ["ldap1.corp.example", "ldap2.corp.example"],
     "imap": ["imap1.corp.example"],
     "mx": ["mx1", "mx2"],
+    "filter": ["filter1.corp.example"],
 }
 PROD_HOSTVARS = {
     "ldap1.corp.example": {"mailstack_hostname": "ldap1"},
     "ldap2.corp.example": {"mailstack_hostname": "ldap2"},
     "imap1.corp.example": {"mailstack_hostname": "imap1", "dovecot_lmtp_port": 2424},
-    "mx1": {},
-    "mx2": {},
+    "mx1": {"mailstack_address": "192.0.2.25"},
+    "mx2": {"ansible_default_ipv4": {"address": "192.0.2.26"}},
+    "filter1.corp.example": {"mailstack_hostname": "filter1"},
 }
 
 
@@ -83,6 +85,7 @@ def test_host_fqdn_uses_the_short_name():
         ("ldap", "ldaps://ldap1.corp.example"),
         ("lmtp", "lmtp:inet:imap1.corp.example:2424"),
         ("mx", "mx1.corp.example"),
+        ("content_filter", "filter1.corp.example"),
     ],
 )
 def test_endpoints_come_from_the_providing_group(service, expected):
@@ -94,6 +97,21 @@ def test_every_mx_is_listed():
         "mx1.corp.example",
         "mx2.corp.example",
     ]
+
+
+def test_host_addresses_follow_the_inventory_order():
+    assert inv.host_addresses(["mx2", "mx1"], PROD_HOSTVARS) == ["192.0.2.26", "192.0.2.25"]
+
+
+@pytest.mark.parametrize("hosts", ["mx1", None, {"mx1": 1}])
+def test_host_addresses_take_a_list_of_hosts(hosts):
+    with pytest.raises(InputError, match="hosts"):
+        inv.host_addresses(hosts, PROD_HOSTVARS)
+
+
+def test_a_host_without_an_address_is_named():
+    with pytest.raises(InputError, match=r"hostvars\[filter1.corp.example\]"):
+        inv.host_addresses(["filter1.corp.example"], PROD_HOSTVARS)
 
 
 def test_lmtp_port_defaults_to_the_dovecot_role_default():

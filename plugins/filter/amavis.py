@@ -1,0 +1,26 @@
+# Copyright: zerotrust.mailstack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""amavis and clamd configuration filters; the logic is in module_utils/amavis_config.py."""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import amavis_config
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
+
+
+def amavis_conf(conf):
+    try:
+        return amavis_config.render_amavis_conf(conf)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.amavis_conf: %s" % exc) from None
+
+
+def clamd_conf(conf):
+    try:
+        return amavis_config.render_clamd_conf(conf)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.clamd_conf: %s" % exc) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"amavis_conf": amavis_conf, "clamd_conf": clamd_conf}

@@ -1,0 +1,140 @@
+import os
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+from ansible_collections.zerotrust.mailstack.plugins.filter.amavis import FilterModule, amavis_conf, clamd_conf
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.amavis_config import (
+    render_amavis_conf,
+    render_clamd_conf,
+)
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
+
+ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "amavis")
+
+
+def test_scalars_lists_and_hashes_are_written_as_perl():
+    text = render_amavis_conf(
+        {
+            "$myhostname": "filter1.corp.example",
+            "$max_servers": 2,
+            "$sa_tag_level_deflt": 2.5,
+            "$sa_local_tests_only": True,
+            "$inet_socket_port": [10024, 10026],
+            "@inet_acl": ["192.0.2.25"],
+            "@bypass_virus_checks_maps": [],
+            "%smtpd_tls_server_options": {"SSL_verify_mode": 3},
+            "$interface_policy{10026}": "ORIGINATING",
+            "$policy_bank{ORIGINATING}": {"originating": 1},
+        }
+    )
+    assert text == (
+        "$myhostname = 'filter1.corp.example';\n"
+        "$max_servers = 2;\n"
+        "$sa_tag_level_deflt = 2.5;\n"
+        "$sa_local_tests_only = 1;\n"
+        "$inet_socket_port = [10024, 10026];\n"
+        "@inet_acl = ('192.0.2.25');\n"
+        "@bypass_virus_checks_maps = ();\n"
+        "%smtpd_tls_server_options = ('SSL_verify_mode' => 3);\n"
+        "$interface_policy{'10026'} = 'ORIGINATING';\n"
+        "$policy_bank{'ORIGINATING'} = {'originating' => 1};\n"
+    )
+
+
+def test_regexes_and_constants():
+    text = render_amavis_conf(
+        {
+            "$banned_filename_re": {"regexes": [{"regex": r".\.(exe|com)$", "flags": "i"}, {"regex": r"^\.exe-ms$"}]},
+            "$final_virus_destiny": {"constant": "D_DISCARD"},
+        }
+    )
+    assert text == (
+        "$banned_filename_re = new_RE(qr'.\\.(exe|com)$'i, qr'^\\.exe-ms$');\n$final_virus_destiny = D_DISCARD;\n"
+    )
+
+
+def test_a_null_setting_is_left_out_so_an_override_removes_it():
+    assert render_amavis_conf({"$a": 1, "$b": None}) == "$a = 1;\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x'; system('id'); '",
+        "x\\",
+        "it's",
+    ],
+)
+def test_strings_cannot_leave_their_quotes(value):
+    text = render_amavis_conf({"$virus_admin": value})
+    body = text[len("$virus_admin = '") : -len("';\n")]
+    # Every quote inside is escaped, and so is every backslash: the string ends where it should.
+    unescaped = body.replace("\\\\", "").replace("\\'", "")
+    assert "'" not in unescaped and "\\" not in unescaped
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"$a": "line\nsystem('id');"}, r"amavis_conf\.\$a.*control character"),
+        ({"a": 1}, "not an amavis setting name"),
+        ({"$a{k'} = 1; system('id'); $b{'}": 1}, "not an amavis setting name"),
+        ({"@a{k}": 1}, "not an amavis setting name"),
+        ({"$a; system('id')": 1}, "not an amavis setting name"),
+        ({"$a": {"regex": "x'; system('id'); qr'"}}, "single quote"),
+        ({"$a": {"regex": "(?{ system(qq(id)) })"}}, "Perl code"),
+        ({"$a": {"regex": "(??{ system(qq(id)) })"}}, "Perl code"),
+        ({"$a": {"regex": "abc\\"}}, "not a regular expression"),
+        ({"$a": {"regex": "abc", "flags": "ie"}}, "flags"),
+        ({"$a": {"regex": "abc", "code": 1}}, "only 'regex' and 'flags'"),
+        ({"$a": {"constant": "system('id')"}}, "not one of"),
+        ({"$a": {"regexes": []}}, "non-empty list"),
+        ({"$a": {"regexes": ["abc"]}}, r"regexes\[0\]"),
+        ({"$a": float("nan")}, "finite"),
+        ({"@a": "x"}, "takes a list"),
+        ({"%a": ["x"]}, "takes a mapping"),
+        ({"%a": {"k'); system('id'); ('": 1}}, "not a key name"),
+        ({"$a": object()}, "must be a string"),
+        ("$a = 1", "mapping of amavis settings"),
+    ],
+)
+def test_anything_that_is_not_data_is_refused_naming_the_setting(conf, message):
+    with pytest.raises(InputError, match=message):
+        render_amavis_conf(conf)
+
+
+def test_clamd_conf_lines():
+    conf = {"LocalSocket": "/run/clamav/clamd.ctl", "ScanMail": True, "MaxThreads": 4, "X": None}
+    assert render_clamd_conf(conf) == "LocalSocket /run/clamav/clamd.ctl\nScanMail yes\nMaxThreads 4\n"
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"LocalSocket": "/run/x\nUser root"}, "control character"),
+        ({"User root\nX": "y"}, "not a clamd setting name"),
+        ({"LogFile": "/var/log/x # y"}, "without '#'"),
+        ({"LogFile": " "}, "non-empty"),
+        ({"LogFile": ["a"]}, "non-empty"),
+    ],
+)
+def test_clamd_conf_refuses_injections(conf, message):
+    with pytest.raises(InputError, match=message):
+        render_clamd_conf(conf)
+
+
+def test_filters_name_themselves_in_errors():
+    assert set(FilterModule().filters()) == {"amavis_conf", "clamd_conf"}
+    with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.amavis_conf: amavis_conf.a"):
+        amavis_conf({"a": 1})
+    with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.clamd_conf"):
+        clamd_conf({"a b": 1})
+
+
+def test_the_role_settings_are_data_the_filter_accepts():
+    """Every key of the role's own settings has a sigil, and the clamd keys are names."""
+    with open(os.path.join(ROLE, "vars", "main.yml")) as handle:
+        role_vars = yaml.safe_load(handle)
+    assert all(key[0] in "$@%" for key in role_vars["__amavis_conf"])
+    assert all(key.isalnum() for key in role_vars["__amavis_clamd_conf"])
