@@ -2,6 +2,7 @@
 
 Commands run inside a container with `podman exec` (the ext host is the
 outside peer); nothing here reads a daemon's internals to decide a result.
+A test names a host by its inventory group (`sh("mx", ...)`).
 """
 
 import json
@@ -12,17 +13,44 @@ import sys
 import time
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STACK = os.environ.get("MAILSTACK_STACK") or "molecule"
 STATE = pathlib.Path(os.environ.get("MAILSTACK_STATE_DIR") or ROOT / ".state" / STACK)
+INVENTORY = ROOT / "inventories" / "local" / "hosts.yml"
 DOMAIN = "corp.example"
-STACK_HOSTS = ["dns", "ldap", "mx", "filter", "imap", "log"]
+PEER_DOMAIN = "outside.example"
+
+
+def _local_hosts():
+    """{group: (inventory host, its inline vars)}: the stack has one host per group."""
+    children = yaml.safe_load(INVENTORY.read_text())["all"]["children"]
+    groups = {**children["stack"]["children"], "ext": children["ext"]}
+    return {group: next(iter(members["hosts"].items())) for group, members in groups.items()}
+
+
+# The tests name a host by its group ("mx"); the inventory names it as a real site
+# does ("mx1.corp.example"), so a role that took one for the other would show here.
+_HOSTS = _local_hosts()
+STACK_HOSTS = [group for group in _HOSTS if group != "ext"]
 ALL_HOSTS = STACK_HOSTS + ["ext"]
 
 
+def inventory_host(host):
+    """The inventory name of the group's host (mx -> mx1.corp.example)."""
+    return _HOSTS[host][0]
+
+
+def fqdn(host):
+    """The name the stack publishes for the group's host: its mailstack_hostname in its domain."""
+    name, values = _HOSTS[host]
+    return "%s.%s" % ((values or {}).get("mailstack_hostname") or name, PEER_DOMAIN if host == "ext" else DOMAIN)
+
+
 def container(host):
-    return "zt-%s-%s" % (STACK, host)
+    """The group's host's container: zt-<stack>-<inventory host> (ansible_host in the inventory)."""
+    return "zt-%s-%s" % (STACK, inventory_host(host))
 
 
 def sh(host, command, check=False, timeout=60):

@@ -12,10 +12,10 @@ import re
 import time
 
 import pytest
-from conftest import STATE, run_playbook, sh, wait_for
+from conftest import STATE, fqdn, run_playbook, sh, wait_for
 from test_identity import enroll, submission
 
-MX = "mx.corp.example"
+MX = fqdn("mx")
 PEER_MAILDIR = "/var/mail/vhosts/outside.example/peer/new/"
 
 
@@ -33,8 +33,8 @@ def received_at_peer(marker):
 def swaks_from_ext(to, marker, extra=""):
     return sh(
         "ext",
-        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
-        "--to %s --header 'Subject: %s' %s" % (MX, to, marker, extra),
+        "swaks --server %s --tls --ehlo %s --from peer@outside.example "
+        "--to %s --header 'Subject: %s' %s" % (MX, fqdn("ext"), to, marker, extra),
     )
 
 

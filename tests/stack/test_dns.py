@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import ALL_HOSTS, DOMAIN, STACK_HOSTS, STATE, copy_to, run_playbook, sh
+from conftest import ALL_HOSTS, DOMAIN, STACK_HOSTS, STATE, copy_to, fqdn, run_playbook, sh
 
 
 @pytest.mark.parametrize("host", ALL_HOSTS)
@@ -17,14 +17,14 @@ def test_host_resolves_through_the_stack_name_server(host, addresses):
     ]
     assert nameservers == [expected]
     for peer in STACK_HOSTS:
-        answer = sh(host, "getent ahostsv4 %s.%s" % (peer, DOMAIN), check=True).stdout.split()
+        answer = sh(host, "getent ahostsv4 %s" % fqdn(peer), check=True).stdout.split()
         assert answer[0] == addresses[peer], "%s resolved %s wrongly" % (host, peer)
 
 
 def test_mx_records_point_at_the_mail_hosts(addresses):
-    assert sh("ext", "dig +short MX %s" % DOMAIN).stdout.strip() == "10 mx.%s." % DOMAIN
-    assert sh("mx", "dig +short MX outside.example").stdout.strip() == "10 ext.outside.example."
-    assert sh("mx", "dig +short A ext.outside.example").stdout.strip() == addresses["ext"]
+    assert sh("ext", "dig +short MX %s" % DOMAIN).stdout.strip() == "10 %s." % fqdn("mx")
+    assert sh("mx", "dig +short MX outside.example").stdout.strip() == "10 %s." % fqdn("ext")
+    assert sh("mx", "dig +short A %s" % fqdn("ext")).stdout.strip() == addresses["ext"]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,9 @@ def anchors():
 @pytest.mark.parametrize(
     "zone, name",
     [
-        ("corp.example", "mx.corp.example"),
+        ("corp.example", fqdn("mx")),
         ("corp.example", "corp.example MX"),
-        ("outside.example", "ext.outside.example"),
+        ("outside.example", fqdn("ext")),
     ],
 )
 def test_dnssec_answers_validate_against_the_exported_anchor(anchors, addresses, zone, name):
@@ -53,7 +53,7 @@ def test_dnssec_validation_fails_with_a_wrong_anchor(anchors, addresses, tmp_pat
     assert bad != text
     (tmp_path / "bad.conf").write_text(bad)
     copy_to("ext", tmp_path / "bad.conf", "/tmp/bad-anchors.conf")
-    out = sh("ext", "delv -a /tmp/bad-anchors.conf +root=corp.example @%s mx.corp.example" % addresses["dns"])
+    out = sh("ext", "delv -a /tmp/bad-anchors.conf +root=corp.example @%s %s" % (addresses["dns"], fqdn("mx")))
     assert "fully validated" not in out.stdout
     assert "resolution failed" in out.stdout + out.stderr
 

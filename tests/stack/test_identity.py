@@ -25,7 +25,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, STATE, container, copy_to, run_playbook, sh, wait_for
+from conftest import ROOT, STATE, container, copy_to, fqdn, inventory_host, run_playbook, sh, wait_for
 
 COLLECTIONS = ROOT / "build" / "collections"
 _LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
@@ -39,7 +39,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils import mail_au
 CA = STATE / "ca.pem"
 CREDENTIALS = STATE / "credentials"
 DEVICES = STATE / "pki" / "devices"
-IMAP_NAME = "imap.corp.example"
+IMAP_NAME = fqdn("imap")
 PEOPLE = "ou=people,dc=corp,dc=example"
 LOG_LINE = re.compile(
     r"^auth result=fail reason=(?P<reason>\S+) service=(?P<service>\S+) user=(?P<user>\S+) rip=(?P<rip>\S+)"
@@ -76,7 +76,7 @@ def revoke(login, *extra):
 
 
 def recap_changed(stdout, host):
-    match = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % host, stdout, re.M)
+    match = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % re.escape(inventory_host(host)), stdout, re.M)
     assert match, stdout[-2000:]
     return int(match.group(1))
 
@@ -531,7 +531,7 @@ def test_disabled_user_cannot_log_in_and_revoke_all_locks_the_account(addresses,
 
 # --- SMTP submission (Postfix asks the same Dovecot auth service) ---------------
 
-MX_NAME = "mx.corp.example"
+MX_NAME = fqdn("mx")
 
 
 @contextlib.contextmanager
@@ -684,13 +684,13 @@ def test_mail_from_outside_is_delivered_over_lmtp_and_readable_over_imap(enrolle
     marker = "inbound-lmtp-%d" % time.time()
     out = sh(
         "ext",
-        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
-        "--to alice@corp.example --header 'Subject: %s'" % (MX_NAME, marker),
+        "swaks --server %s --tls --ehlo %s --from peer@outside.example "
+        "--to alice@corp.example --header 'Subject: %s'" % (MX_NAME, fqdn("ext"), marker),
     )
     assert "250 2.0.0 Ok: queued" in out.stdout, out.stdout[-1500:]
     assert wait_for(lambda: sh("imap", "grep -rl '%s' /var/vmail/alice/Maildir/new/" % marker).returncode == 0)
     log = sh("mx", "journalctl -t postfix/lmtp --no-pager -n 50").stdout
-    assert "Verified TLS connection established to imap.corp.example" in log
+    assert "Verified TLS connection established to %s" % IMAP_NAME in log
     # Every directory of the mailbox is the virtual user's alone.
     modes = sh("imap", "find /var/vmail/alice -type d -printf '%m %u\\n' | sort -u", check=True).stdout.split("\n")
     assert [m for m in modes if m] == ["700 vmail"]
@@ -830,12 +830,12 @@ def test_user_leaving_the_inventory_is_disabled_and_locked(addresses):
 # IMAP on 993 and SMTP AUTH on 587 after STARTTLS, both servers verified by name.
 EXT_LOGINS = r"""
 import concurrent.futures, imaplib, json, smtplib, ssl, sys
-user, attempts = sys.argv[1], json.loads(sys.argv[2])
+user, attempts, imap_name, mx_name = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 context = ssl.create_default_context(cafile="/tmp/mailstack-ca.pem")
 
 def attempt(service, password):
     if service == "imap":
-        client = imaplib.IMAP4_SSL("imap.corp.example", 993, ssl_context=context, timeout=60)
+        client = imaplib.IMAP4_SSL(imap_name, 993, ssl_context=context, timeout=60)
         try:
             client.login(user, password)
             return "ok"
@@ -846,7 +846,7 @@ def attempt(service, password):
                 client.logout()
             except Exception:
                 pass
-    with smtplib.SMTP("mx.corp.example", 587, local_hostname="client.outside.example", timeout=60) as client:
+    with smtplib.SMTP(mx_name, 587, local_hostname="client.outside.example", timeout=60) as client:
         client.starttls(context=context)
         client.ehlo("client.outside.example")
         try:
@@ -865,7 +865,9 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
 def ext_logins(user, attempts):
     """Results ("ok" or "refused: ...") of logins from the outside peer, one per attempt."""
     copy_to("ext", CA, "/tmp/mailstack-ca.pem")
-    command = "python3 -c %s %s %s" % (shlex.quote(EXT_LOGINS), shlex.quote(user), shlex.quote(json.dumps(attempts)))
+    command = " ".join(
+        shlex.quote(arg) for arg in ["python3", "-c", EXT_LOGINS, user, json.dumps(attempts), IMAP_NAME, MX_NAME]
+    )
     out = sh("ext", command, check=True, timeout=600)
     return json.loads(out.stdout)
 

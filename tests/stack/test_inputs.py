@@ -8,7 +8,7 @@ from conftest import run_playbook
 
 
 def recap_changes(output):
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,11 @@ import ssl
 import time
 
 import pytest
-from conftest import STATE, run_playbook, sh, wait_for
+from conftest import STATE, fqdn, run_playbook, sh, wait_for
 
 CA = STATE / "ca.pem"
 POLICY_NAME = "mta-sts.corp.example"
-POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: mx.corp.example\r\nmax_age: 604800\r\n"
+POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: %s\r\nmax_age: 604800\r\n" % fqdn("mx").encode()
 SOCKETMAP = "socketmap:inet:127.0.0.1:8461:postfix"
 
 
@@ -54,12 +54,10 @@ def test_policy_server_serves_nothing_else(addresses):
     assert https_get(addresses["mx"], path="/")[1].startswith("HTTP/1.1 404")
     # Another name on the same port: no handshake at all.
     with pytest.raises(ssl.SSLError):
-        https_get(addresses["mx"], name="mx.corp.example")
+        https_get(addresses["mx"], name=fqdn("mx"))
     # TLS 1.1 is refused by protocol version; TLS 1.2 works (the probe itself can do both).
-    probe = (
-        "echo | timeout 20 openssl s_client -connect mx.corp.example:443 -servername %s -cipher DEFAULT@SECLEVEL=0"
-        % (POLICY_NAME)
-    )
+    probe = "echo | timeout 20 openssl s_client -connect %s:443 -servername %s -cipher DEFAULT@SECLEVEL=0"
+    probe %= (fqdn("mx"), POLICY_NAME)
     refused = sh("ext", probe + " -tls1_1 2>&1").stdout
     assert "alert protocol version" in refused and "Cipher is (NONE)" in refused, refused
     accepted = sh("ext", probe + " -tls1_2 2>&1").stdout
@@ -74,7 +72,7 @@ def test_dns_publishes_the_policy_id_and_the_report_address():
     policy_id = hashlib.sha256(POLICY).hexdigest()[:20]
     assert dig("_mta-sts.corp.example", "TXT") == '"v=STSv1; id=%s"' % policy_id
     assert dig("_smtp._tls.corp.example", "TXT") == '"v=TLSRPTv1; rua=mailto:tlsrpt@corp.example"'
-    assert dig("mta-sts.corp.example", "CNAME") == "mx.corp.example."
+    assert dig("mta-sts.corp.example", "CNAME") == fqdn("mx") + "."
 
 
 def peer_policy():
@@ -83,7 +81,7 @@ def peer_policy():
 
 def test_mx_applies_the_outside_peers_policy():
     answer = peer_policy()
-    assert answer.startswith("secure ") and "match=ext.outside.example" in answer, answer
+    assert answer.startswith("secure ") and "match=%s" % fqdn("ext") in answer, answer
 
 
 def mx_queue():
@@ -106,7 +104,7 @@ def set_peer_policy(mx):
 
 
 def test_mail_waits_when_the_peer_breaks_its_own_policy():
-    """The peer's policy now names another MX: its certificate (ext.outside.example)
+    """The peer's policy now names another MX: its certificate (for its own name)
     no longer qualifies, so the mail is deferred, not sent over weaker TLS; with the
     right policy back it is delivered."""
     marker = "mta-sts-mismatch-%d" % time.time()
@@ -122,7 +120,7 @@ def test_mail_waits_when_the_peer_breaks_its_own_policy():
         ), mx_queue()
         assert not delivered_at_peer(marker)
     finally:
-        set_peer_policy("ext.outside.example")
+        set_peer_policy(fqdn("ext"))
     sh("mx", "postqueue -f", check=True)
     assert wait_for(lambda: delivered_at_peer(marker), 90), "the deferred message never reached the peer"
 

@@ -6,17 +6,13 @@ import re
 import subprocess
 
 import pytest
-from conftest import ALL_HOSTS, STACK_HOSTS, STATE, run_playbook, sh, wait_for
+from conftest import ALL_HOSTS, STACK_HOSTS, STATE, fqdn, run_playbook, sh, wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 PORT = 8443
-
-
-def peer_name(host):
-    return "%s.%s" % (host, "outside.example" if host == "ext" else "corp.example")
 
 
 @pytest.fixture
@@ -59,20 +55,20 @@ def handshake(client, name, expect_name):
 
 @pytest.mark.parametrize("tls_server", [h for h in ALL_HOSTS if h != "ext"], indirect=True)
 def test_certificate_verifies_for_the_name_peers_use(tls_server):
-    out = handshake("ext", peer_name(tls_server), peer_name(tls_server))
+    out = handshake("ext", fqdn(tls_server), fqdn(tls_server))
     assert out.returncode == 0, out.stdout[-500:] + out.stderr[-500:]
     assert "Verify return code: 0 (ok)" in out.stdout
 
 
 @pytest.mark.parametrize("tls_server", ["ext"], indirect=True)
 def test_outside_peer_certificate_verifies_from_mx(tls_server):
-    out = handshake("mx", peer_name("ext"), peer_name("ext"))
+    out = handshake("mx", fqdn("ext"), fqdn("ext"))
     assert "Verify return code: 0 (ok)" in out.stdout, out.stderr[-500:]
 
 
 @pytest.mark.parametrize("tls_server", ["mx"], indirect=True)
 def test_certificate_is_refused_for_another_name(tls_server):
-    out = handshake("ext", "mx.corp.example", "ldap.corp.example")
+    out = handshake("ext", fqdn("mx"), fqdn("ldap"))
     assert out.returncode != 0
     assert "hostname mismatch" in out.stdout + out.stderr
 
@@ -165,16 +161,16 @@ def test_host_certificate_is_a_server_certificate_for_the_hosts_names_only(host)
     assert eku == "TLS Web Server Authentication", eku
     sans = text.split("X509v3 Subject Alternative Name:", 1)[1].splitlines()[1].strip().split(", ")
     dns = sorted(s for s in sans if s.startswith("DNS:"))
-    assert "DNS:%s" % peer_name(host) in dns
+    assert "DNS:%s" % fqdn(host) in dns
     assert all(s.endswith((".corp.example", ".outside.example")) for s in dns), dns
 
 
 HOSTILE = (
     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout /root/attacker.key "
-    "-out /root/hostile.csr -subj /CN=ldap.corp.example "
-    "-addext subjectAltName=DNS:ldap.corp.example,DNS:mx.google.com "
+    "-out /root/hostile.csr -subj /CN={ldap} "
+    "-addext subjectAltName=DNS:{ldap},DNS:mx.google.com "
     "-addext basicConstraints=critical,CA:TRUE -addext extendedKeyUsage=serverAuth,clientAuth,codeSigning"
-)
+).format(ldap=fqdn("ldap"))
 # Root on the host keeps putting its request back, atomically, faster than a task runs:
 # whatever the role's CSR task writes, the controller reads the hostile request.
 OVERWRITE = (
@@ -188,7 +184,7 @@ def pubkey(host, command):
 
 
 def test_a_hostile_request_gets_only_the_controllers_names():
-    """ZT-PKI-03: root on dns asks for ldap.corp.example, mx.google.com, CA:TRUE and
+    """ZT-PKI-03: root on dns asks for the ldap host's name, mx.google.com, CA:TRUE and
     clientAuth; the controller issues a server certificate for dns's names only."""
     sh("dns", HOSTILE, check=True)
     loop = sh("dns", OVERWRITE, check=True).stdout.strip()
@@ -201,12 +197,12 @@ def test_a_hostile_request_gets_only_the_controllers_names():
     attacker = pubkey("dns", "openssl pkey -in /root/attacker.key -pubout")
     assert pubkey("dns", "openssl x509 -in %s -noout -pubkey" % HOST_PEM) == attacker
     text = sh("dns", "openssl x509 -in %s -noout -text" % HOST_PEM, check=True).stdout
-    assert "ldap.corp.example" not in text and "mx.google.com" not in text, text
-    assert "Subject: CN=dns.corp.example" in text
+    assert fqdn("ldap") not in text and "mx.google.com" not in text, text
+    assert "Subject: CN=%s" % fqdn("dns") in text
     assert "CA:FALSE" in text and "CA:TRUE" not in text
     assert "Client Authentication" not in text and "Code Signing" not in text
     assert "TLS Web Server Authentication" in text
-    assert sh("dns", "openssl x509 -in %s -noout -checkhost ldap.corp.example" % HOST_PEM).stdout.count("NOT") == 1
+    assert sh("dns", "openssl x509 -in %s -noout -checkhost %s" % (HOST_PEM, fqdn("ldap"))).stdout.count("NOT") == 1
 
     # The next converge puts the host's own key back (its request is its own again).
     sh("dns", "rm -f /root/attacker.key /root/hostile.csr", check=True)

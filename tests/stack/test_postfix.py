@@ -9,9 +9,10 @@ import subprocess
 import time
 
 import pytest
-from conftest import STATE, container, run_playbook, sh, wait_for
+from conftest import STATE, container, fqdn, run_playbook, sh, wait_for
 
-MX = "mx.corp.example"
+MX = fqdn("mx")
+PEER = fqdn("ext")
 CLIENT_HELO = "client.outside.example"
 
 
@@ -60,7 +61,7 @@ def test_open_relay_is_refused_at_rcpt(mx, tls_context):
 def test_open_relay_is_refused_from_the_outside_peer():
     out = sh(
         "ext",
-        "swaks --server %s --ehlo ext.outside.example --from peer@outside.example --to victim@elsewhere.example" % MX,
+        "swaks --server %s --ehlo %s --from peer@outside.example --to victim@elsewhere.example" % (MX, PEER),
     )
     assert out.returncode != 0
     assert "554 5.7.1" in out.stdout and "Relay access denied" in out.stdout
@@ -156,8 +157,8 @@ def test_implicit_tls_submission_verifies_for_the_mx_name(mx, tls_context):
 def test_mail_from_outside_is_accepted_over_tls_13():
     out = sh(
         "ext",
-        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
-        "--to demo@corp.example --header 'Subject: inbound-probe'" % MX,
+        "swaks --server %s --tls --ehlo %s --from peer@outside.example "
+        "--to demo@corp.example --header 'Subject: inbound-probe'" % (MX, PEER),
     )
     assert out.returncode == 0, out.stdout[-1500:]
     assert "TLS started with cipher TLSv1.3" in out.stdout
@@ -182,7 +183,7 @@ def send_from_mx_and_wait(recipient, maildir):
     return [line for line in before if "TLS connection established" in line][-1]
 
 
-VERIFIED = re.compile(r"Verified TLS connection established to ext\.outside\.example\[[^]]+\]:25: TLSv1\.3")
+VERIFIED = re.compile(r"Verified TLS connection established to %s\[[^]]+\]:25: TLSv1\.3" % re.escape(PEER))
 
 
 def test_mail_to_a_dane_domain_leaves_over_dane_verified_tls():
@@ -199,7 +200,7 @@ def test_mail_to_outside_leaves_over_verified_tls():
 
 
 def test_mx_resolver_validates_the_stack_zones():
-    answer = sh("mx", "dig +dnssec ext.outside.example @127.0.0.1").stdout
+    answer = sh("mx", "dig +dnssec %s @127.0.0.1" % PEER).stdout
     flags = re.search(r"^;; flags:([^;]*);", answer, re.M).group(1).split()
     assert "ad" in flags, answer
 
@@ -216,7 +217,7 @@ def test_published_tlsa_matches_the_mx_key():
 
 
 def test_dane_refuses_a_peer_whose_key_does_not_match_its_tlsa():
-    good = sh("mx", "posttls-finger -c -l dane -t 10 '[ext.outside.example]:25' 2>&1").stdout
+    good = sh("mx", "posttls-finger -c -l dane -t 10 '[%s]:25' 2>&1" % PEER).stdout
     assert "Verified TLS connection established" in good, good
     bad = sh("mx", "posttls-finger -c -l dane -t 10 '[wrongkey.outside.example]:25' 2>&1").stdout
     assert "Verified TLS connection established" not in bad
@@ -281,8 +282,8 @@ def test_mail_waits_while_imap_is_down_survives_a_restart_then_arrives():
     try:
         out = sh(
             "ext",
-            "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example "
-            "--to demo@corp.example --header 'Subject: %s'" % (MX, marker),
+            "swaks --server %s --tls --ehlo %s --from peer@outside.example "
+            "--to demo@corp.example --header 'Subject: %s'" % (MX, PEER, marker),
         )
         assert "250 2.0.0 Ok: queued" in out.stdout, out.stdout[-1500:]
         assert wait_for(lambda: queue_ids()), "the message was not kept in the queue"

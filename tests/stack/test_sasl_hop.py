@@ -14,8 +14,6 @@ from conftest import sh
 from test_identity import enroll, imap_login, reason_of
 
 MX_SOCKET = "/var/spool/postfix/private/auth"
-# The address the cleartext listener of earlier versions served.
-OLD_LISTENER = "imap.corp.example:12345"
 # A fake client address: the throttle counts per source, so a client that may state it dodges it.
 FAKE_SOURCE = "rip=198.51.100.9"
 
