@@ -29,7 +29,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+sys.path.insert(0, str(ROOT / "tests" / "stack"))
 import mail_auth  # noqa: E402  the TOTP and secret code the auth daemon itself runs
+from conftest import fqdn, inventory_host  # noqa: E402  the local inventory's host of each group
 
 STACK = "bench"
 STATE = ROOT / ".state" / STACK
@@ -79,8 +81,13 @@ def playbook(path, *args):
     return seconds, json.loads(result.stdout[result.stdout.index("{") :])
 
 
+def container(host):
+    """The bench stack's container of a group's host (ansible_host in inventories/local)."""
+    return "zt-%s-%s" % (STACK, inventory_host(host))
+
+
 def exec_in(host, command, check=True, timeout=600):
-    name = host if host.startswith("zt-") else "zt-%s-%s" % (STACK, host)
+    name = host if host.startswith("zt-") else container(host)
     return run("podman", "exec", name, "sh", "-c", command, check=check, timeout=timeout)
 
 
@@ -129,7 +136,7 @@ def address(container):
 
 def start_stock_postfix():
     """Debian's Postfix as the package installs it, on the stack's network: the baseline."""
-    image = run("podman", "inspect", "zt-%s-mx" % STACK, "--format", "{{.ImageName}}").stdout.strip()
+    image = run("podman", "inspect", container("mx"), "--format", "{{.ImageName}}").stdout.strip()
     run("podman", "rm", "-f", STOCK, check=False)
     run(
         "podman",
@@ -160,7 +167,7 @@ def start_stock_postfix():
 
 def exempt_the_load_generator():
     """The hardened mx with its per-client limits lifted for the outside peer only."""
-    ext = address("zt-%s-ext" % STACK)
+    ext = address(container("ext"))
     playbook(
         "playbooks/site.yml",
         "--limit",
@@ -180,7 +187,8 @@ def drained(host, seconds=600):
 
 
 def smtp_source(target, recipient, sessions):
-    command = "smtp-source -M ext.outside.example -s %d -m %d -l %d -f bench@outside.example -t %s %s:25" % (
+    command = "smtp-source -M %s -s %d -m %d -l %d -f bench@outside.example -t %s %s:25" % (
+        fqdn("ext"),
         sessions,
         MESSAGES,
         MESSAGE_BYTES,
@@ -257,14 +265,14 @@ def seed_login_users():
         "ldappasswd %s -s '%s' uid=%s,ou=people,%s" % (ldapi, password, login, BASE_DN)
         for login, password, _secret, _app in users
     ]
-    run("podman", "exec", "-i", "zt-%s-ldap" % STACK, "sh", "-e", input_text="\n".join(script) + "\n")
+    run("podman", "exec", "-i", container("ldap"), "sh", "-e", input_text="\n".join(script) + "\n")
     return users
 
 
 def start_plain_dovecot():
     """Debian's Dovecot with an LDAP-bind passdb (bench/plain-ldap-dovecot.conf) on the
     stack's network, let through the ldap host's firewall: the login baseline."""
-    image = run("podman", "inspect", "zt-%s-imap" % STACK, "--format", "{{.ImageName}}").stdout.strip()
+    image = run("podman", "inspect", container("imap"), "--format", "{{.ImageName}}").stdout.strip()
     run("podman", "rm", "-f", PLAIN, check=False)
     run(
         "podman", "run", "-d", "--name", PLAIN, "--network", "zt-%s" % STACK, "--systemd", "always", image, "/sbin/init"
@@ -278,7 +286,7 @@ def start_plain_dovecot():
     conf = (ROOT / "bench" / "plain-ldap-dovecot.conf").read_text()
     service_password = (STATE / "secrets" / "ldap-dovecot").read_text().strip()
     for name, value in (
-        ("LDAP_HOST", "ldap.corp.example"),
+        ("LDAP_HOST", fqdn("ldap")),
         ("BASE_DN", BASE_DN),
         ("SERVICE_PASSWORD", service_password),
     ):
@@ -288,9 +296,9 @@ def start_plain_dovecot():
     exec_in(
         PLAIN,
         "echo 'TLS_CACERT /etc/ssl/bench-ca.pem' >> /etc/ldap/ldap.conf"
-        " && echo '%s ldap.corp.example' >> /etc/hosts"
+        " && echo '%s %s' >> /etc/hosts"
         " && useradd -r -d /var/vmail vmail && install -d -o vmail /var/vmail"
-        " && doveconf -n >/dev/null && systemctl restart dovecot" % address("zt-%s-ldap" % STACK),
+        " && doveconf -n >/dev/null && systemctl restart dovecot" % (address(container("ldap")), fqdn("ldap")),
     )
     exec_in(
         "ldap",
@@ -329,7 +337,7 @@ def next_totp_step():
 def bench_logins():
     users = seed_login_users()
     start_plain_dovecot()
-    imap, plain = address("zt-%s-imap" % STACK), address(PLAIN)
+    imap, plain = address(container("imap")), address(PLAIN)
     results = {"totp": [], "app": [], "plain": []}
     for _ in range(RUNS):
         next_totp_step()

@@ -185,7 +185,9 @@ def test_demo_credentials_file_is_private_from_its_creation(tmp_path):
     demo = {"login": "demo", "mail": "demo@corp.example", "password": "p", "totp_secret": "T", "otpauth_uri": "o"}
     (state / "credentials" / "demo.json").write_text(json.dumps(dict(demo, app_passwords={"abcdefgh": app})))
     runner = "import os, sys; os.umask(0o022); os.chmod = os.fchmod = lambda *a, **k: None; exec(sys.stdin.read())"
-    subprocess.run([sys.executable, "-c", runner, str(state)], input=code, capture_output=True, text=True, timeout=60)
+    names = ["imap1.corp.example", "mx1.corp.example"]  # the names it tells the user to connect to
+    command = [sys.executable, "-c", runner, str(state), *names]
+    subprocess.run(command, input=code, capture_output=True, text=True, timeout=60)
     written = state / "credentials.json"
     assert written.exists()
     assert oct(written.stat().st_mode & 0o777) == oct(0o600)
