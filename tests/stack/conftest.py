@@ -8,6 +8,7 @@ A test names a host by its inventory group (`sh("mx", ...)`).
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +52,14 @@ def fqdn(host):
 def container(host):
     """The group's host's container: zt-<stack>-<inventory host> (ansible_host in the inventory)."""
     return "zt-%s-%s" % (STACK, inventory_host(host))
+
+
+def recap_changed(stdout, host):
+    """changed= of the group's host in a playbook's PLAY RECAP (the line must be there)."""
+    name = inventory_host(host)
+    match = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)\s" % re.escape(name), stdout, re.M)
+    assert match, "no recap line for %s: %s" % (name, stdout[-2000:])
+    return int(match.group(1))
 
 
 def sh(host, command, check=False, timeout=60):

@@ -83,10 +83,10 @@ def test_exported_ds_set_matches_the_served_key(addresses):
 def answered_in_a_burst(host, server, queries=60):
     """How many of `queries` simultaneous lookups of one name get an answer (no retry
     over TCP after a truncated reply, no second try: what a stub resolver counts on)."""
-    burst = "for i in $(seq %d); do dig +short +tries=1 +timeout=3 +ignore @%s ldap.%s A & done; wait" % (
+    burst = "for i in $(seq %d); do dig +short +tries=1 +timeout=3 +ignore @%s %s A & done; wait" % (
         queries,
         server,
-        DOMAIN,
+        fqdn("ldap"),
     )
     return len(re.findall(r"^[0-9.]+$", sh(host, burst, check=True, timeout=60).stdout, re.M))
 

@@ -3,12 +3,12 @@
 import re
 
 import pytest
-from conftest import sh
+from conftest import fqdn, sh
 
 
 def reachable(client, server, port):
     """A TCP connection from one container to another succeeds within 5 seconds."""
-    probe = "timeout 5 bash -c 'exec 3<>/dev/tcp/%s.corp.example/%d' 2>/dev/null" % (server, port)
+    probe = "timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d' 2>/dev/null" % (fqdn(server), port)
     return sh(client, probe).returncode == 0
 
 

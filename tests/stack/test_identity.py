@@ -25,7 +25,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, STATE, container, copy_to, fqdn, inventory_host, run_playbook, sh, wait_for
+from conftest import ROOT, STATE, container, copy_to, fqdn, recap_changed, run_playbook, sh, wait_for
 
 COLLECTIONS = ROOT / "build" / "collections"
 _LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
@@ -73,12 +73,6 @@ def revoke(login, *extra):
     for item in extra:
         args += ["-e", item]
     return run_playbook(*args)
-
-
-def recap_changed(stdout, host):
-    match = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % re.escape(inventory_host(host)), stdout, re.M)
-    assert match, stdout[-2000:]
-    return int(match.group(1))
 
 
 class _Imap(imaplib.IMAP4_SSL):
