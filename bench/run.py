@@ -82,7 +82,7 @@ def playbook(path, *args):
 
 
 def container(host):
-    """The bench stack's container of a group's host (ansible_host in inventories/local)."""
+    """The bench stack's container of a group's host (local_stack_container in inventories/local)."""
     return "zt-%s-%s" % (STACK, inventory_host(host))
 
 

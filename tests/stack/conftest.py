@@ -50,7 +50,7 @@ def fqdn(host):
 
 
 def container(host):
-    """The group's host's container: zt-<stack>-<inventory host> (ansible_host in the inventory)."""
+    """The group's host's container: zt-<stack>-<inventory host> (local_stack_container in the inventory)."""
     return "zt-%s-%s" % (STACK, inventory_host(host))
 
 

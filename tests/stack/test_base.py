@@ -65,3 +65,17 @@ def test_one_control_converges_alone_and_leaves_the_others_as_found():
         assert recap_changed(second.stdout, "filter") == 1, second.stdout[-1500:]
     finally:
         sh("filter", "chmod 700 /root && usermod -s /usr/sbin/nologin daemon")
+
+
+def test_a_run_limited_to_one_host_renders_the_other_hosts_addresses(addresses):
+    """A run with --limit reads the other hosts' addresses first. It once read them from the
+    limited host itself (an ansible_host made from inventory_hostname, templated for the
+    wrong host on delegation): the filter then resolved through itself and amavis let only
+    itself in. Now the limited run renders exactly what the full converge did."""
+    result = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-DNS-10,ZT-AV-02")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap_changed(result.stdout, "filter") == 0, result.stdout[-3000:]
+    resolvers = re.findall(r"^nameserver (\S+)", sh("filter", "cat /etc/resolv.conf", check=True).stdout, re.M)
+    assert resolvers == [addresses["dns"]]
+    acl = sh("filter", "grep '^@inet_acl' /etc/amavis/conf.d/60-mailstack", check=True).stdout
+    assert acl.strip() == "@inet_acl = ('%s');" % addresses["mx"]

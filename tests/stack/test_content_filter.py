@@ -15,11 +15,12 @@ import time
 import zipfile
 
 import pytest
-from conftest import sh, wait_for
+from conftest import fqdn, sh, wait_for
 from test_identity import enroll, submission
 
-MX = "mx.corp.example"
-FILTER = "filter.corp.example"
+MX = fqdn("mx")
+FILTER = fqdn("filter")
+PEER = fqdn("ext")
 MAILBOX = "/var/vmail/demo/Maildir"
 QUARANTINE = "/var/lib/amavis/virusmails"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -41,8 +42,8 @@ def from_outside(marker, body="hello", attachment=None):
         extra = " --attach-type application/octet-stream --attach-name %s --attach @/tmp/%s" % (name, name)
     out = sh(
         "ext",
-        "swaks --server %s --tls --ehlo ext.outside.example --from peer@outside.example --to demo@corp.example "
-        "--header 'Subject: %s' --body '%s'%s" % (MX, marker, body.replace("'", "'\\''"), extra),
+        "swaks --server %s --tls --ehlo %s --from peer@outside.example --to demo@corp.example "
+        "--header 'Subject: %s' --body '%s'%s" % (MX, PEER, marker, body.replace("'", "'\\''"), extra),
     )
     assert "250 2.0.0 Ok: queued" in out.stdout, out.stdout[-1500:]
     return out
@@ -179,8 +180,8 @@ def test_mail_waits_while_clamd_is_down_then_arrives_once():
 def swaks(host, server, port, extra=""):
     return sh(
         host,
-        "swaks --server %s --port %d --ehlo %s.corp.example --from peer@outside.example --to demo@corp.example "
-        "--timeout 10 %s" % (server, port, host, extra),
+        "swaks --server %s --port %d --ehlo %s --from peer@outside.example --to demo@corp.example "
+        "--timeout 10 %s" % (server, port, fqdn(host), extra),
         timeout=90,
     )
 
