@@ -19,6 +19,9 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation imp
 _AMAVIS_NAME = re.compile(r"[$@%][A-Za-z_][A-Za-z0-9_]*|\$(?P<hash>[A-Za-z_][A-Za-z0-9_]*)\{(?P<key>[A-Za-z0-9_.-]+)\}")
 # amavis's own constants a setting may name (message destinies).
 AMAVIS_CONSTANTS = ("D_PASS", "D_DISCARD", "D_BOUNCE", "D_REJECT", "D_TEMPFAIL")
+# Perl's own variables: setting them would change how amavis runs, not what it
+# decides ($ENV{PATH} pointing at a writable directory runs planted decoders).
+PERL_SPECIAL = ("ENV", "INC", "SIG", "ARGV", "ARGVOUT", "STDIN", "STDOUT", "STDERR", "_")
 _REGEX_FLAGS = re.compile(r"[imsx]*")
 _CLAMD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _PERL_CODE = re.compile(r"\(\?\??\{")
@@ -117,6 +120,8 @@ def render_amavis_conf(conf, path="amavis_conf"):
         match = _AMAVIS_NAME.fullmatch(key) if isinstance(key, str) else None
         if not match:
             raise InputError(where, "%r is not an amavis setting name ($name, $name{key}, @name or %%name)" % (key,))
+        if (match.group("hash") or key[1:]) in PERL_SPECIAL:
+            raise InputError(where, "%r is one of Perl's own variables, not an amavis setting" % (key,))
         if value is None:
             continue
         if match.group("hash"):
