@@ -1,8 +1,9 @@
 """ZT-NET-02: a ruleset that cuts the controller off is rolled back by the host itself.
 
 The controller reaches the hosts as operators do, over SSH as the deploy account.
-The filter host declares no flow of its own, so converging its firewall alone
-renders what site.yml renders.
+The log host declares no flow of its own yet, so converging its firewall alone
+renders what site.yml renders. (The filter did too, until amavis came: converging
+its firewall alone then dropped the mx's mail to amavis for the rest of the run.)
 """
 
 import json
@@ -10,7 +11,7 @@ import time
 
 from conftest import run_playbook, sh, ssh_login
 
-HOST = "filter"
+HOST = "log"
 ROLLBACK_SECONDS = 20
 UNREACHABLE_ADMIN = "192.0.2.1"
 
