@@ -74,7 +74,7 @@ def test_certificate_is_refused_for_another_name(tls_server):
 
 
 # slapd is not root when it opens its key: on ldap the group openldap reads it.
-KEY_GROUP = {"ldap": "openldap"}
+KEY_GROUP = {"ldap": "openldap", "filter": "amavis"}
 
 
 @pytest.mark.parametrize("host", ALL_HOSTS)
@@ -158,7 +158,9 @@ def test_host_certificate_is_a_server_certificate_for_the_hosts_names_only(host)
     text = sh(host, "openssl x509 -in %s -noout -text" % HOST_PEM, check=True).stdout
     assert "CA:FALSE" in text
     eku = text.split("X509v3 Extended Key Usage:", 1)[1].splitlines()[1].strip()
-    assert eku == "TLS Web Server Authentication", eku
+    # The mx and the content filter also show their certificates to each other as clients.
+    client = ", TLS Web Client Authentication" if host in ("mx", "filter") else ""
+    assert eku == "TLS Web Server Authentication" + client, eku
     sans = text.split("X509v3 Subject Alternative Name:", 1)[1].splitlines()[1].strip().split(", ")
     dns = sorted(s for s in sans if s.startswith("DNS:"))
     assert "DNS:%s" % fqdn(host) in dns
