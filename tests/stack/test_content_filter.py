@@ -111,6 +111,34 @@ def test_hostile_mail_from_outside_is_quarantined_never_delivered(kind, body, at
     assert_quarantined_not_delivered(marker, kind)
 
 
+def encrypted(archive, name, data):
+    """An archive, made with the filter's own 7-Zip, whose content needs a password to read
+    (for 7z the file names too)."""
+    made = sh(
+        "filter",
+        "d=$(mktemp -d) && trap 'rm -rf $d' EXIT && cd $d && printf %%s '%s' | base64 -d > '%s'"
+        " && 7z a -bso0 -psecret %s out.%s '%s' && base64 -w0 out.%s"
+        % (base64.b64encode(data).decode(), name, "-mhe=on" if archive == "7z" else "-tzip", archive, name, archive),
+        check=True,
+    )
+    made = base64.b64decode(made.stdout)
+    assert made.startswith(b"PK\x03\x04" if archive == "zip" else b"7z\xbc\xaf"), made[:16]
+    return made
+
+
+@pytest.mark.parametrize(
+    ("archive", "name", "data"),
+    [("zip", "eicar.com", EICAR.encode()), ("7z", "setup.exe", b"not really a program")],
+    ids=["zip-with-eicar", "7z-with-hidden-names"],
+)
+def test_an_archive_nobody_can_look_into_is_quarantined_never_delivered(archive, name, data):
+    # amavis cannot unpack it and ClamAV cannot read it: it is unchecked, so it waits in
+    # the quarantine for a person to decide (Debian's amavis would deliver it).
+    marker = new_marker("encrypted")
+    from_outside(marker, "see attachment", ("secret." + archive, encrypted(archive, name, data)))
+    assert_quarantined_not_delivered(marker, "virus", "unchecked", "banned")
+
+
 def test_a_harmless_attachment_and_archive_pass(tmp_path):
     # The twin of the banned cases: a text file and a zip of one arrive.
     marker = new_marker("harmless")
@@ -242,3 +270,11 @@ def test_quarantine_is_readable_by_amavis_alone():
     stat = sh("filter", "stat -c '%%U %%G %%a' %s" % QUARANTINE, check=True).stdout.split()
     assert stat == ["amavis", "amavis", "750"]
     assert sh("filter", "runuser -u nobody -- ls %s" % QUARANTINE).returncode != 0
+
+
+def test_the_filter_host_listens_for_amavis_and_ssh_alone():
+    # What amavis's and SpamAssassin's packages recommend brings a local MTA (exim4) and
+    # spamd: neither belongs on the filter. The twin: amavis's own ports are there.
+    sockets = sh("filter", "ss -Hltun", check=True).stdout.splitlines()
+    ports = {line.split()[4].rsplit(":", 1)[1] for line in sockets}
+    assert ports == {"22", "10024", "10026"}, sockets
