@@ -37,3 +37,11 @@ def test_molecule_platforms_are_the_inventory_hosts():
 def test_host_vars_files_name_inventory_hosts():
     for path in (LOCAL / "host_vars").glob("*.yml"):
         assert path.stem in HOSTS, path
+
+
+def test_each_stack_keeps_its_own_ssh_connections():
+    """Stacks share host names, and Ansible's ControlPath hashes the name: with one
+    directory for all, a run reused another stack's open connection and converged it."""
+    values = yaml.safe_load((LOCAL / "hosts.yml").read_text())["all"]["vars"]
+    assert values["ansible_control_path_dir"].startswith("{{ mailstack_state_dir }}/")
+    assert "{{ mailstack_state_dir }}/" in values["ansible_ssh_common_args"]
