@@ -5,6 +5,7 @@
 from ansible.errors import AnsibleFilterError
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
     directory,
+    dmarc,
     firewall,
     inventory,
     packages,
@@ -48,4 +49,5 @@ class FilterModule:
             "missing_packages": _wrap(packages.missing_packages),
             "present_packages": _wrap(packages.present_packages),
             "systemd_sandbox": _wrap(systemd_sandbox.systemd_sandbox),
+            "sender_policy_records": _wrap(dmarc.sender_policy_records),
         }

@@ -9,7 +9,8 @@ it and splitting it into 255-octet strings is left to the zone module
 from a file in opendkim's own directory.
 
 `render_opendkim_conf` turns a mapping of OpenDKIM parameters into opendkim.conf
-text, refusing anything that could inject a second line.
+text, refusing anything that could inject a second line. OpenDMARC, of the same
+project, reads the same syntax: opendmarc.conf is rendered by it too.
 """
 
 import base64
@@ -88,9 +89,9 @@ def _conf_value(value, path):
         check_text(value, path)
         if not value.strip():
             raise InputError(path, "must not be empty")
-        # OpenDKIM cuts a line at '#' (no escape works reliably): the rest would be silently lost.
+        # OpenDKIM and OpenDMARC cut a line at '#' (no escape works reliably): the rest would be silently lost.
         if "#" in value:
-            raise InputError(path, "must not contain '#' (OpenDKIM reads the rest of the line as a comment)")
+            raise InputError(path, "must not contain '#' (the rest of the line would be read as a comment)")
         return value.strip()
     raise InputError(path, "must be a string, number, boolean or list, got %s" % type(value).__name__)
 
@@ -103,12 +104,12 @@ def render_opendkim_conf(conf, path="opendkim_conf"):
     an override can remove a setting.
     """
     if not isinstance(conf, dict):
-        raise InputError(path, "must be a mapping of OpenDKIM parameters")
+        raise InputError(path, "must be a mapping of parameters")
     lines = []
     for key, value in conf.items():
         where = "%s.%s" % (path, key)
         if not isinstance(key, str) or not _CONF_KEY.fullmatch(key):
-            raise InputError(where, "%r is not an OpenDKIM parameter name (letters, or On- and letters)" % (key,))
+            raise InputError(where, "%r is not a parameter name (letters, or On- and letters)" % (key,))
         if value is None:
             continue
         if isinstance(value, (list, tuple)):

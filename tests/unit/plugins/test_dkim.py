@@ -5,7 +5,12 @@ import re
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.filter.dkim import FilterModule, dkim_key_record, opendkim_conf
+from ansible_collections.zerotrust.mailstack.plugins.filter.dkim import (
+    FilterModule,
+    dkim_key_record,
+    opendkim_conf,
+    opendmarc_conf,
+)
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import dkim, dns_zone
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -130,14 +135,14 @@ def test_renders_conf_in_order_with_types():
         ({"Socket": "local:/x\n"}, "opendkim_conf.Socket", "control character"),
         ({"OversignHeaders": ["From", "To\nMode s"]}, "opendkim_conf.OversignHeaders[1]", "control character"),
         # Injection through a key.
-        ({"Mode sv\nSocket": "inet:1@0.0.0.0"}, None, "not an OpenDKIM parameter name"),
-        ({"Mode\n": "sv"}, None, "not an OpenDKIM parameter name"),
-        ({"Key Table": "x"}, None, "not an OpenDKIM parameter name"),
-        ({"KeyTable#": "x"}, None, "not an OpenDKIM parameter name"),
-        ({"Key-Table": "x"}, None, "not an OpenDKIM parameter name"),
-        ({"On-": "x"}, None, "not an OpenDKIM parameter name"),
-        ({"": "x"}, None, "not an OpenDKIM parameter name"),
-        ({1: "x"}, None, "not an OpenDKIM parameter name"),
+        ({"Mode sv\nSocket": "inet:1@0.0.0.0"}, None, "not a parameter name"),
+        ({"Mode\n": "sv"}, None, "not a parameter name"),
+        ({"Key Table": "x"}, None, "not a parameter name"),
+        ({"KeyTable#": "x"}, None, "not a parameter name"),
+        ({"Key-Table": "x"}, None, "not a parameter name"),
+        ({"On-": "x"}, None, "not a parameter name"),
+        ({"": "x"}, None, "not a parameter name"),
+        ({1: "x"}, None, "not a parameter name"),
         # Wrong shapes.
         ({"Mode": ""}, "opendkim_conf.Mode", "empty"),
         ({"Mode": {"a": 1}}, "opendkim_conf.Mode", "must be a string"),
@@ -163,7 +168,7 @@ def test_conf_must_be_a_mapping():
 
 
 def test_filters_raise_ansible_errors_naming_the_filter():
-    assert set(FilterModule().filters()) == {"dkim_key_record", "opendkim_conf"}
+    assert set(FilterModule().filters()) == {"dkim_key_record", "opendkim_conf", "opendmarc_conf"}
     assert dkim_key_record(PEM) == dkim.public_key_record(PEM)
     assert dkim_key_record(PEM).startswith("v=DKIM1; h=sha256; k=rsa; p=MIIB")
     assert opendkim_conf({"Mode": "sv"}) == "Mode sv\n"
@@ -171,6 +176,9 @@ def test_filters_raise_ansible_errors_naming_the_filter():
         dkim_key_record("nothing")
     with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.opendkim_conf: opendkim_conf.Mode: "):
         opendkim_conf({"Mode": "s\nv"})
+    assert opendmarc_conf({"RejectFailures": True}) == "RejectFailures yes\n"
+    with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.opendmarc_conf: opendmarc_conf.AuthservID: "):
+        opendmarc_conf({"AuthservID": "mx # x"})
 
 
 def test_role_base_config_renders_signing_for_submission_only():

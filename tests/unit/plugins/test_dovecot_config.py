@@ -140,7 +140,8 @@ def _role_vars(**inventory):
     data = {
         "mailstack_domain": "corp.example",
         "groups": {"mx": ["mx"], "ldap": ["ldap"]},
-        "hostvars": {},
+        "inventory_hostname": "imap",
+        "hostvars": {"imap": {"mailstack_hostname": "imap"}},
         "ansible_facts": {"virtualization_type": "podman"},
     }
     # The role's defaults build on those of its dependency, the mailstack role.

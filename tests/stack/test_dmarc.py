@@ -1,0 +1,157 @@
+"""ZT-DMARC-01..04: the mx checks every message from outside against its sender
+domain's SPF, DKIM and DMARC, refuses what a p=reject domain disowns (our own
+domains first), holds what a p=quarantine domain disowns, and says what it found
+in Authentication-Results headers of its own, which no sender can forge.
+
+Messages go in from the outside peer as raw SMTP sessions (swaks), signed or not
+with outside.example's DKIM key (made on the peer by the opendkim role, published
+by the stack's name server), and are looked for in the mailbox on imap or in the
+mx's queue.
+"""
+
+import json
+import time
+
+from conftest import fqdn, sh, wait_for
+from test_content_filter import delivered
+
+MX = fqdn("mx")
+PEER = fqdn("ext")
+OUTSIDE_KEY = "/etc/dkimkeys/outside.example/mail.private"
+
+
+def new_marker(kind):
+    return "dmarc-%s-%d" % (kind, time.time() * 1000)
+
+
+def send(marker, header_from, extra_headers=(), sign=False, envelope="peer@outside.example"):
+    """Send one message from the outside peer to demo; the swaks transcript."""
+    headers = list(extra_headers) + [
+        "From: %s" % header_from,
+        "To: demo@corp.example",
+        "Subject: %s" % marker,
+        "Date: $(date -R)",
+        "Message-Id: <%s@outside.example>" % marker,
+    ]
+    message = "\\r\\n".join(headers) + "\\r\\n\\r\\nhello\\r\\n"
+    path = "/tmp/%s.eml" % marker
+    sh("ext", 'printf "%s" > %s' % (message, path), check=True)
+    if sign:
+        sh(
+            "ext",
+            "dkimsign mail outside.example %s < %s > %s.signed && mv %s.signed %s" % ((OUTSIDE_KEY,) + (path,) * 4),
+            check=True,
+        )
+        assert "DKIM-Signature:" in sh("ext", "cat %s" % path).stdout
+    return sh(
+        "ext",
+        "swaks --server %s --tls --ehlo %s --from %s --to demo@corp.example --data @%s" % (MX, PEER, envelope, path),
+    ).stdout
+
+
+def delivered_headers(marker):
+    assert wait_for(lambda: delivered(marker), 120), "%s never reached the mailbox" % marker
+    (path,) = delivered(marker)
+    return sh("imap", "sed '/^$/q' %s" % path, check=True).stdout
+
+
+def our_results(headers):
+    """The Authentication-Results headers of the mx's authserv-id, unfolded."""
+    unfolded = headers.replace("\n\t", " ").replace("\n ", " ")
+    prefix = "Authentication-Results: %s;" % MX
+    return [line[len(prefix) :].strip() for line in unfolded.splitlines() if line.lower().startswith(prefix.lower())]
+
+
+def result(results, method):
+    (found,) = [r for r in results if r.startswith(method + "=")]
+    return found.split()[0].split("=")[1].rstrip(";")
+
+
+def test_our_domain_publishes_spf_and_dmarc_that_disown_every_other_sender():
+    spf = sh("ext", "dig +short TXT corp.example", check=True).stdout
+    assert '"v=spf1 ' in spf and ' -all"' in spf, spf
+    dmarc = sh("ext", "dig +short TXT _dmarc.corp.example", check=True).stdout
+    assert '"v=DMARC1; p=reject;' in dmarc and "rua=mailto:postmaster@corp.example" in dmarc, dmarc
+
+
+def test_signed_mail_from_outside_passes_spf_dkim_and_dmarc():
+    marker = new_marker("signed")
+    assert "250 2.0.0 Ok: queued" in send(marker, "Peer <peer@outside.example>", sign=True)
+    results = our_results(delivered_headers(marker))
+    assert [result(results, m) for m in ("spf", "dkim", "dmarc")] == ["pass", "pass", "pass"], results
+
+
+def test_mail_from_outside_in_our_domains_name_is_refused():
+    # The impersonation the review found: From: ceo@corp.example from outside. Its
+    # twin above (the peer's own domain, signed) is delivered.
+    marker = new_marker("forged-own")
+    out = send(marker, "CEO <ceo@corp.example>", sign=True)
+    assert "550 5.7.1" in out and "queued" not in out, out[-1500:]
+    time.sleep(5)
+    assert not delivered(marker)
+
+
+def test_a_p_reject_domain_disowning_a_message_gets_it_refused():
+    # reject.outside.example publishes p=reject with strict alignment: the peer's SPF
+    # and DKIM (outside.example) are not its. Unsigned mail in the peer's own name,
+    # which SPF alone aligns, is delivered.
+    refused, accepted = new_marker("p-reject"), new_marker("spf-aligned")
+    out = send(refused, "Shop <orders@reject.outside.example>", sign=True)
+    assert "550 5.7.1" in out and "queued" not in out, out[-1500:]
+    assert "250 2.0.0 Ok: queued" in send(accepted, "Peer <peer@outside.example>")
+    results = our_results(delivered_headers(accepted))
+    assert [result(results, m) for m in ("spf", "dkim", "dmarc")] == ["pass", "none", "pass"], results
+    assert not delivered(refused)
+
+
+def mx_queue():
+    listing = sh("mx", "postqueue -j", check=True).stdout
+    return [json.loads(line) for line in listing.splitlines() if line.strip()]
+
+
+def test_a_p_quarantine_domain_disowning_a_message_gets_it_held():
+    marker = new_marker("p-quarantine")
+    assert "250 2.0.0 Ok: queued" in send(marker, "News <news@quarantine.outside.example>")
+    held = lambda: [m for m in mx_queue() if m["queue_name"] == "hold" and m["sender"] == "peer@outside.example"]  # noqa: E731
+    assert wait_for(held, 30), mx_queue()
+    assert any(marker in sh("mx", "postcat -hq %s" % m["queue_id"]).stdout for m in held())
+    time.sleep(5)
+    assert not delivered(marker)
+    for message in held():
+        sh("mx", "postsuper -d %s hold" % message["queue_id"], check=True)
+
+
+def test_authentication_results_in_our_name_from_outside_are_removed():
+    # A sender writes the verdicts it would like, in our name (any letter case, with a
+    # version): they are gone; only the mx's own three remain. Another server's header
+    # is left as it came.
+    marker = new_marker("forged-results")
+    forged = [
+        "Authentication-Results: %s; dkim=pass header.d=corp.example" % MX,
+        "Authentication-Results: %s 1; spf=pass smtp.mailfrom=corp.example" % MX.upper(),
+        "Authentication-Results: %s;\\r\\n\\tdmarc=pass header.from=corp.example" % MX,
+        "Authentication-Results: relay.outside.example; arc=none",
+    ]
+    assert "250 2.0.0 Ok: queued" in send(marker, "Peer <peer@outside.example>", forged)
+    headers = delivered_headers(marker)
+    results = our_results(headers)
+    assert len(results) == 3, results
+    assert [result(results, m) for m in ("spf", "dkim", "dmarc")] == ["pass", "none", "pass"], results
+    assert "header.d=corp.example" not in headers and "smtp.mailfrom=corp.example" not in headers, headers
+    assert "Authentication-Results: relay.outside.example; arc=none" in headers, headers
+
+
+def test_mail_waits_while_opendmarc_is_down_then_is_taken():
+    # A checker that does not answer makes the mx answer 4xx (the sender keeps the
+    # message and retries), never take the message unchecked.
+    marker = new_marker("milter-down")
+    sh("mx", "systemctl stop opendmarc", check=True)
+    try:
+        out = send(marker, "Peer <peer@outside.example>", sign=True)
+        assert "451 4.7.1" in out and "queued" not in out, out[-1500:]
+    finally:
+        sh("mx", "systemctl start opendmarc", check=True)
+    assert wait_for(lambda: sh("mx", "test -S /var/spool/postfix/opendmarc/opendmarc.sock").returncode == 0, 30)
+    assert "250 2.0.0 Ok: queued" in send(marker, "Peer <peer@outside.example>", sign=True)
+    results = our_results(delivered_headers(marker))
+    assert [result(results, m) for m in ("spf", "dkim", "dmarc")] == ["pass", "pass", "pass"], results
