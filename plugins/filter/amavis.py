@@ -14,6 +14,13 @@ def amavis_conf(conf):
         raise AnsibleFilterError("zerotrust.mailstack.amavis_conf: %s" % exc) from None
 
 
+def amavis_overrides(conf):
+    try:
+        return amavis_config.check_overrides(conf)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.amavis_overrides: %s" % exc) from None
+
+
 def clamd_conf(conf):
     try:
         return amavis_config.render_clamd_conf(conf)
@@ -23,4 +30,4 @@ def clamd_conf(conf):
 
 class FilterModule:
     def filters(self):
-        return {"amavis_conf": amavis_conf, "clamd_conf": clamd_conf}
+        return {"amavis_conf": amavis_conf, "amavis_overrides": amavis_overrides, "clamd_conf": clamd_conf}

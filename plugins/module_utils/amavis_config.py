@@ -26,6 +26,15 @@ _REGEX_FLAGS = re.compile(r"[imsx]*")
 _CLAMD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _PERL_CODE = re.compile(r"\(\?\??\{")
 _HASH_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+# Settings the role decides and an override may not change: each would let mail
+# through unscanned (bypasses, "lovers", destinies, scanners, policy banks chosen
+# by port, address or sender), let others hand amavis mail, or send scanned mail
+# elsewhere. Names without their sigil; a hash element counts as its hash.
+GUARDED = re.compile(
+    r"bypass_\w*|\w*_lovers(_maps)?|final_\w+_destiny|\w*policy_bank\w*|interface_policy|client_ipaddr_policy"
+    r"|av_scanners(_backup)?|virus_scanners_failure_is_fatal|mynetworks(_maps)?|inet_acl|inet_socket_\w+"
+    r"|tls_security_level_(in|out)|smtpd?_tls_(server|client)_options|forward_method|notify_method"
+)
 
 
 def _perl_string(value, path):
@@ -140,6 +149,22 @@ def render_amavis_conf(conf, path="amavis_conf"):
             text = "(%s)" % _perl_pairs(value, where)
         lines.append("%s = %s;" % (key, text))
     return "\n".join(lines) + "\n"
+
+
+def check_overrides(conf, path="amavis_conf"):
+    """Return the operator's settings unchanged, refusing any the role decides (GUARDED)."""
+    if not isinstance(conf, dict):
+        raise InputError(path, "must be a mapping of amavis settings")
+    for key in conf:
+        match = _AMAVIS_NAME.fullmatch(key) if isinstance(key, str) else None
+        name = (match.group("hash") or key[1:]) if match else None
+        if name and GUARDED.fullmatch(name):
+            raise InputError(
+                "%s.%s" % (path, key),
+                "is decided by the role (it would let mail through unscanned, let other hosts hand amavis"
+                " mail or send scanned mail elsewhere); use the role's variables",
+            )
+    return conf
 
 
 def render_clamd_conf(conf, path="clamd_conf"):

@@ -13,6 +13,7 @@ import base64
 import io
 import time
 import zipfile
+from email.utils import formatdate
 
 import pytest
 from conftest import fqdn, sh, wait_for
@@ -33,13 +34,13 @@ def new_marker(kind):
     return "%s-%d" % (kind, time.time() * 1000)
 
 
-def from_outside(marker, body="hello", attachment=None):
+def from_outside(marker, body="hello", attachment=None, extra_headers=""):
     """Send to demo from the outside peer; the swaks output (queued by the mx)."""
-    extra = ""
+    extra = " " + extra_headers if extra_headers else ""
     if attachment:
         name, data = attachment
         sh("ext", "printf %%s '%s' | base64 -d > /tmp/%s" % (base64.b64encode(data).decode(), name), check=True)
-        extra = " --attach-type application/octet-stream --attach-name %s --attach @/tmp/%s" % (name, name)
+        extra += " --attach-type application/octet-stream --attach-name %s --attach @/tmp/%s" % (name, name)
     out = sh(
         "ext",
         "swaks --server %s --tls --ehlo %s --from peer@outside.example --to demo@corp.example "
@@ -155,8 +156,17 @@ def alice_app():
 def submit(address, password, marker, body):
     with submission(address) as client:
         assert client.login("alice", password)[0] == 235
-        message = "From: alice@corp.example\r\nTo: demo@corp.example\r\nSubject: %s\r\n\r\n%s\r\n" % (marker, body)
+        headers = ["From: alice@corp.example", "To: demo@corp.example", "Subject: " + marker, "Date: " + formatdate()]
+        headers.append("Message-ID: <%s@corp.example>" % marker)
+        message = "\r\n".join(headers) + "\r\n\r\n%s\r\n" % body
         assert client.sendmail("alice@corp.example", ["demo@corp.example"], message) == {}
+
+
+def amavis_verdict(message_id):
+    """amavis's log line of the message, which names the policy it applied."""
+    found = lambda: sh("filter", "journalctl -u amavis --no-pager -q | grep -F 'Message-ID: <%s>'" % message_id).stdout  # noqa: E731
+    assert wait_for(found, 60), "amavis never logged %s" % message_id
+    return found()
 
 
 def test_malware_a_user_submits_is_quarantined_and_a_clean_submission_arrives(addresses, alice_app):
@@ -165,6 +175,17 @@ def test_malware_a_user_submits_is_quarantined_and_a_clean_submission_arrives(ad
     submit(addresses["mx"], alice_app, hostile, EICAR)
     assert_delivered_once(clean)
     assert_quarantined_not_delivered(hostile, "virus")
+
+
+def test_submissions_get_amavis_originating_policy_and_mail_from_outside_does_not(addresses, alice_app):
+    # The port decides, not the address: a submission is our own mail (Internal), the
+    # same message from outside is Inbound.
+    submitted, inbound = new_marker("originating"), new_marker("inbound")
+    submit(addresses["mx"], alice_app, submitted, "hello")
+    from_outside(inbound, extra_headers="--header 'Message-Id: <%s@outside.example>'" % inbound)
+    ours, theirs = amavis_verdict(submitted + "@corp.example"), amavis_verdict(inbound + "@outside.example")
+    assert "{RelayedInternal" in ours and "ORIGINATING" in ours, ours
+    assert "Passed CLEAN {RelayedInbound}" in theirs and "ORIGINATING" not in theirs, theirs
 
 
 def amavis_ready():

@@ -18,6 +18,16 @@ def recap_changes(output):
         ({"dns_allow_recursion": ["10.0.0.1/8"]}, "dns_allow_recursion[0]", "CIDR"),
         ({"base_journal_persistent": "maybe"}, "base_journal_persistent", "bool"),
         ({"pki_extra_sans": ["mail corp"]}, "pki_extra_sans[0]", "host name"),
+        # An inventory without a filter host: every message would be delivered unscanned.
+        ({"postfix_content_filter": ""}, "postfix_content_filter", "unscanned"),
+        ({"dmarc_policy": "monitor"}, "dmarc_policy", "one of"),
+        ({"dmarc_report_addresses": ["a,mailto:x@evil.example"]}, "dmarc_report_addresses[0]", "mail address"),
+        # An override that would let mail past the scanners.
+        (
+            {"amavis_conf": {"@bypass_virus_checks_maps": [1]}},
+            "amavis_conf.@bypass_virus_checks_maps",
+            "decided by the role",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_change(extra, variable, reason):
@@ -25,8 +35,9 @@ def test_bad_input_fails_before_any_change(extra, variable, reason):
     output = run.stdout + run.stderr
     assert run.returncode != 0
     # A type error is caught by Ansible's own check of the entry point's argument spec,
-    # the rest by validate_inputs; both stop the run before any host changes.
-    refused = "invalid input" in output or "Validation of arguments failed" in output
+    # the rest by validate_inputs or a filter of this collection; all stop the run before
+    # any host changes.
+    refused = re.search(r"invalid input|Validation of arguments failed|zerotrust\.mailstack\.\w+: ", output)
     assert refused and variable in output and reason in output, output[-3000:]
     changes = recap_changes(run.stdout)
     assert changes and set(changes.values()) == {0}, changes

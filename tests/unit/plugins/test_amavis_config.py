@@ -1,10 +1,17 @@
 import os
+import re
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.filter.amavis import FilterModule, amavis_conf, clamd_conf
+from ansible_collections.zerotrust.mailstack.plugins.filter.amavis import (
+    FilterModule,
+    amavis_conf,
+    amavis_overrides,
+    clamd_conf,
+)
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.amavis_config import (
+    check_overrides,
     render_amavis_conf,
     render_clamd_conf,
 )
@@ -129,7 +136,9 @@ def test_clamd_conf_refuses_injections(conf, message):
 
 
 def test_filters_name_themselves_in_errors():
-    assert set(FilterModule().filters()) == {"amavis_conf", "clamd_conf"}
+    assert set(FilterModule().filters()) == {"amavis_conf", "amavis_overrides", "clamd_conf"}
+    with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.amavis_overrides: amavis_conf.@mynetworks"):
+        amavis_overrides({"@mynetworks": ["0.0.0.0/0"]})
     with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.amavis_conf: amavis_conf.a"):
         amavis_conf({"a": 1})
     with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.clamd_conf"):
@@ -142,3 +151,43 @@ def test_the_role_settings_are_data_the_filter_accepts():
         role_vars = yaml.safe_load(handle)
     assert all(key[0] in "$@%" for key in role_vars["__amavis_conf"])
     assert all(key.isalnum() for key in role_vars["__amavis_clamd_conf"])
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "@bypass_virus_checks_maps",
+        "$bypass_decode_parts",
+        "@spam_lovers_maps",
+        "@virus_lovers_maps",
+        "$final_virus_destiny",
+        "$final_unchecked_destiny",
+        "$policy_bank{ORIGINATING}",
+        "%policy_bank",
+        "$interface_policy{10024}",
+        "@client_ipaddr_policy",
+        "@author_to_policy_bank_maps",
+        "@av_scanners",
+        "@av_scanners_backup",
+        "$virus_scanners_failure_is_fatal",
+        "@mynetworks",
+        "@inet_acl",
+        "$inet_socket_bind",
+        "$tls_security_level_in",
+        "%smtpd_tls_server_options",
+        "%smtp_tls_client_options",
+        "$forward_method",
+        "$notify_method",
+    ],
+)
+def test_an_override_may_not_change_what_the_role_decides(key):
+    with pytest.raises(InputError, match=r"amavis_conf\.%s: is decided by the role" % re.escape(key)):
+        check_overrides({key: None})
+
+
+def test_other_overrides_pass_unchanged():
+    # The twin: tuning that keeps every message scanned is the operator's.
+    conf = {"$sa_spam_subject_tag": "[spam] ", "$MAXLEVELS": 20, "@banned_namepath_re": [], "$log_level": 2}
+    assert check_overrides(conf) is conf
+    with pytest.raises(InputError, match="mapping"):
+        check_overrides(["$log_level"])
