@@ -3,7 +3,7 @@
 """amavis and clamd configuration filters; the logic is in module_utils/amavis_config.py."""
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.module_utils import amavis_config
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import amavis_config, quarantine
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 
 
@@ -21,6 +21,13 @@ def amavis_overrides(conf):
         raise AnsibleFilterError("zerotrust.mailstack.amavis_overrides: %s" % exc) from None
 
 
+def quarantine_line(entry):
+    try:
+        return quarantine.summary_line(entry)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.quarantine_line: not a quarantine entry: %s" % exc) from None
+
+
 def clamd_conf(conf):
     try:
         return amavis_config.render_clamd_conf(conf)
@@ -30,4 +37,9 @@ def clamd_conf(conf):
 
 class FilterModule:
     def filters(self):
-        return {"amavis_conf": amavis_conf, "amavis_overrides": amavis_overrides, "clamd_conf": clamd_conf}
+        return {
+            "amavis_conf": amavis_conf,
+            "amavis_overrides": amavis_overrides,
+            "clamd_conf": clamd_conf,
+            "quarantine_line": quarantine_line,
+        }

@@ -136,7 +136,7 @@ def test_clamd_conf_refuses_injections(conf, message):
 
 
 def test_filters_name_themselves_in_errors():
-    assert set(FilterModule().filters()) == {"amavis_conf", "amavis_overrides", "clamd_conf"}
+    assert set(FilterModule().filters()) == {"amavis_conf", "amavis_overrides", "clamd_conf", "quarantine_line"}
     with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.amavis_overrides: amavis_conf.@mynetworks"):
         amavis_overrides({"@mynetworks": ["0.0.0.0/0"]})
     with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.amavis_conf: amavis_conf.a"):
