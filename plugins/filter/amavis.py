@@ -1,6 +1,6 @@
 # Copyright: zerotrust.mailstack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""amavis and clamd configuration filters; the logic is in module_utils/amavis_config.py."""
+"""amavis, clamd and SpamAssassin configuration filters; the logic is in module_utils/amavis_config.py."""
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import amavis_config, quarantine
@@ -35,6 +35,13 @@ def clamd_conf(conf):
         raise AnsibleFilterError("zerotrust.mailstack.clamd_conf: %s" % exc) from None
 
 
+def spam_rules(rules):
+    try:
+        return amavis_config.render_spam_rules(rules)
+    except InputError as exc:
+        raise AnsibleFilterError("zerotrust.mailstack.spam_rules: %s" % exc) from None
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -42,4 +49,5 @@ class FilterModule:
             "amavis_overrides": amavis_overrides,
             "clamd_conf": clamd_conf,
             "quarantine_line": quarantine_line,
+            "spam_rules": spam_rules,
         }

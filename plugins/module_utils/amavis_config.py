@@ -188,3 +188,85 @@ def render_clamd_conf(conf, path="clamd_conf"):
             raise InputError(where, "must be a non-empty string without '#', a number or a boolean")
         lines.append("%s %s" % (key, text))
     return "\n".join(lines) + "\n"
+
+
+# A SpamAssassin rule name: upper-case letters, digits and underscores (a leading
+# underscore would make it a meta rule's hidden sub-rule).
+_SA_RULE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,49}")
+# A header a rule looks at, with SpamAssassin's optional :raw, :addr or :name.
+_SA_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(:(raw|addr|name))?")
+# The tests a rule may run, each on a regular expression.
+SA_RULE_TYPES = ("body", "rawbody", "header", "full", "uri")
+
+
+def _sa_regex(pattern, flags, path):
+    """/<pattern>/<flags> for a SpamAssassin rule: one line, no Perl code, and no
+    slash (it would end the pattern; write \\x2f)."""
+    check_text(pattern, path)
+    if not pattern or "/" in pattern:
+        raise InputError(path, "must be a non-empty pattern without '/' (write \\x2f for a slash)")
+    if _PERL_CODE.search(pattern):
+        raise InputError(path, "must not hold Perl code ((?{...}) or (??{...}))")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InputError(path, "is not a regular expression (%s)" % exc) from None
+    if not isinstance(flags, str) or not _REGEX_FLAGS.fullmatch(flags):
+        raise InputError("%s.flags" % path.rsplit(".", 1)[0], "must be some of the letters i, m, s, x")
+    return "/%s/%s" % (pattern, flags)
+
+
+def render_spam_rules(rules, path="amavis_spam_rules"):
+    """SpamAssassin rules of the site's own, as local.cf lines.
+
+    Each rule is a mapping: `name`, one test (`body`, `rawbody`, `full` or `uri`: a
+    regular expression; `header`: a header name with `regex`), optional `flags`, a
+    `score` and an optional `description`. Anything else, or a value that could add
+    a line or run code, is refused.
+    """
+    if not isinstance(rules, list):
+        raise InputError(path, "must be a list of rules")
+    lines = []
+    seen = set()
+    for index, rule in enumerate(rules):
+        where = "%s[%d]" % (path, index)
+        if not isinstance(rule, dict):
+            raise InputError(where, "must be a mapping (name, a test, score)")
+        unknown = set(rule) - {"name", "regex", "flags", "score", "description", *SA_RULE_TYPES}
+        if unknown:
+            raise InputError(where, "unknown keys: %s" % ", ".join(sorted(map(str, unknown))))
+        name = rule.get("name")
+        if not isinstance(name, str) or not _SA_RULE_NAME.fullmatch(name):
+            raise InputError("%s.name" % where, "%r is not a rule name (A-Z, 0-9, _; a letter first)" % (name,))
+        if name in seen:
+            raise InputError("%s.name" % where, "%s is defined twice" % name)
+        seen.add(name)
+        tests = [kind for kind in SA_RULE_TYPES if kind in rule]
+        if len(tests) != 1:
+            raise InputError(where, "must have exactly one of %s" % ", ".join(SA_RULE_TYPES))
+        (kind,) = tests
+        flags = rule.get("flags", "")
+        if kind == "header":
+            header = rule["header"]
+            if not isinstance(header, str) or not _SA_HEADER.fullmatch(header):
+                raise InputError("%s.header" % where, "%r is not a header name" % (header,))
+            if "regex" not in rule:
+                raise InputError(where, "a header rule needs a regex")
+            test = "%s =~ %s" % (header, _sa_regex(rule["regex"], flags, "%s.regex" % where))
+        else:
+            if "regex" in rule:
+                raise InputError(where, "regex belongs to header rules; a %s rule's own value is its pattern" % kind)
+            test = _sa_regex(rule[kind], flags, "%s.%s" % (where, kind))
+        score = rule.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise InputError("%s.score" % where, "must be a number")
+        if not -100 <= score <= 100:
+            raise InputError("%s.score" % where, "must be between -100 and 100")
+        lines.append("%s %s %s" % (kind, name, test))
+        lines.append("score %s %s" % (name, score))
+        description = rule.get("description")
+        if description is not None:
+            check_text(description, "%s.description" % where)
+            if description.strip():
+                lines.append("describe %s %s" % (name, description.strip()))
+    return "".join(line + "\n" for line in lines)

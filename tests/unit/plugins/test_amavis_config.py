@@ -9,11 +9,13 @@ from ansible_collections.zerotrust.mailstack.plugins.filter.amavis import (
     amavis_conf,
     amavis_overrides,
     clamd_conf,
+    spam_rules,
 )
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.amavis_config import (
     check_overrides,
     render_amavis_conf,
     render_clamd_conf,
+    render_spam_rules,
 )
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 
@@ -136,7 +138,13 @@ def test_clamd_conf_refuses_injections(conf, message):
 
 
 def test_filters_name_themselves_in_errors():
-    assert set(FilterModule().filters()) == {"amavis_conf", "amavis_overrides", "clamd_conf", "quarantine_line"}
+    assert set(FilterModule().filters()) == {
+        "amavis_conf",
+        "amavis_overrides",
+        "clamd_conf",
+        "quarantine_line",
+        "spam_rules",
+    }
     with pytest.raises(AnsibleFilterError, match=r"zerotrust.mailstack.amavis_overrides: amavis_conf.@mynetworks"):
         amavis_overrides({"@mynetworks": ["0.0.0.0/0"]})
     with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.amavis_conf: amavis_conf.a"):
@@ -191,3 +199,74 @@ def test_other_overrides_pass_unchanged():
     assert check_overrides(conf) is conf
     with pytest.raises(InputError, match="mapping"):
         check_overrides(["$log_level"])
+
+
+# --- the site's own SpamAssassin rules (amavis_spam_rules) ----------------------
+
+
+def test_spam_rules_are_written_as_spamassassin_lines():
+    text = spam_rules(
+        [
+            {"name": "LOCAL_MARKER", "body": "ZTMS-SPAM-TEST", "score": 7.5, "description": "Test marker"},
+            {"name": "LOCAL_SUBJECT", "header": "Subject", "regex": "wire (the )?money", "flags": "i", "score": 2},
+            {"name": "LOCAL_URI", "uri": "evil\\.example", "score": -0.5},
+        ]
+    )
+    assert text == (
+        "body LOCAL_MARKER /ZTMS-SPAM-TEST/\n"
+        "score LOCAL_MARKER 7.5\n"
+        "describe LOCAL_MARKER Test marker\n"
+        "header LOCAL_SUBJECT Subject =~ /wire (the )?money/i\n"
+        "score LOCAL_SUBJECT 2\n"
+        "uri LOCAL_URI /evil\\.example/\n"
+        "score LOCAL_URI -0.5\n"
+    )
+    assert render_spam_rules([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("rules", "path", "message"),
+    [
+        ({"name": "X"}, "amavis_spam_rules", "list"),
+        (["body X /a/"], "amavis_spam_rules[0]", "mapping"),
+        ([{"name": "lower", "body": "a", "score": 1}], "amavis_spam_rules[0].name", "rule name"),
+        ([{"name": "__META", "body": "a", "score": 1}], "amavis_spam_rules[0].name", "rule name"),
+        ([{"name": "X\nscore Y", "body": "a", "score": 1}], "amavis_spam_rules[0].name", "rule name"),
+        ([{"name": "X", "score": 1}], "amavis_spam_rules[0]", "exactly one"),
+        ([{"name": "X", "body": "a", "uri": "b", "score": 1}], "amavis_spam_rules[0]", "exactly one"),
+        ([{"name": "X", "body": "a", "score": 1, "eval": "x"}], "amavis_spam_rules[0]", "unknown keys"),
+        ([{"name": "X", "body": "a/\nloadplugin Evil /tmp/e.pm", "score": 1}], "amavis_spam_rules[0].body", "control"),
+        ([{"name": "X", "body": "a/ ; b", "score": 1}], "amavis_spam_rules[0].body", "without '/'"),
+        ([{"name": "X", "body": "(?{ system('id') })", "score": 1}], "amavis_spam_rules[0].body", "Perl code"),
+        ([{"name": "X", "body": "(", "score": 1}], "amavis_spam_rules[0].body", "not a regular expression"),
+        ([{"name": "X", "body": "", "score": 1}], "amavis_spam_rules[0].body", "non-empty"),
+        ([{"name": "X", "body": "a", "flags": "ie", "score": 1}], "amavis_spam_rules[0].flags", "letters"),
+        ([{"name": "X", "body": "a", "regex": "b", "score": 1}], "amavis_spam_rules[0]", "header rules"),
+        (
+            [{"name": "X", "header": "Subject =~ /a/ #", "regex": "a", "score": 1}],
+            "amavis_spam_rules[0].header",
+            "header",
+        ),
+        ([{"name": "X", "header": "Subject", "score": 1}], "amavis_spam_rules[0]", "needs a regex"),
+        ([{"name": "X", "body": "a", "score": "7"}], "amavis_spam_rules[0].score", "number"),
+        ([{"name": "X", "body": "a", "score": True}], "amavis_spam_rules[0].score", "number"),
+        ([{"name": "X", "body": "a", "score": float("nan")}], "amavis_spam_rules[0].score", "number"),
+        ([{"name": "X", "body": "a", "score": 1000}], "amavis_spam_rules[0].score", "between"),
+        (
+            [{"name": "X", "body": "a", "score": 1, "description": "a\nbody Y /b/"}],
+            "amavis_spam_rules[0].description",
+            "control",
+        ),
+        (
+            [{"name": "X", "body": "a", "score": 1}, {"name": "X", "body": "b", "score": 2}],
+            "amavis_spam_rules[1].name",
+            "twice",
+        ),
+    ],
+)
+def test_spam_rules_refuse_what_is_not_a_rule(rules, path, message):
+    with pytest.raises(InputError, match=message) as err:
+        render_spam_rules(rules)
+    assert err.value.path == path
+    with pytest.raises(AnsibleFilterError, match="zerotrust.mailstack.spam_rules: "):
+        spam_rules(rules)
