@@ -25,6 +25,13 @@ _NEEDS_QUOTES = re.compile(r"#|^\s|\s$")
 # certificate settings. 2.4 names the files with *_file settings instead.
 FILE_INCLUDE_KEYS = frozenset({"ssl_cert", "ssl_key", "ssl_ca", "ssl_alt_cert", "ssl_alt_key", "ssl_dh"})
 
+# The special-use flags of RFC 6154 (and RFC 8457's \\Important): the only values with a
+# backslash, and only in a mailbox's special_use setting.
+SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Important", "\\Junk", "\\Sent", "\\Trash"})
+# A mailbox the role names (a section head and a Sieve string): one level, no spaces,
+# quotes, wildcards or hierarchy separators.
+_MAILBOX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
 INDENT = "  "
 
 
@@ -36,6 +43,10 @@ def _scalar(value, path, key, include_keys):
     if not isinstance(value, str):
         raise InputError(path, "must be a string, number, boolean, list or mapping, got %s" % type(value).__name__)
     check_text(value, path)
+    if key == "special_use":
+        if value not in SPECIAL_USE:
+            raise InputError(path, "%r is not a special-use flag (%s)" % (value, ", ".join(sorted(SPECIAL_USE))))
+        return value
     if "{" in _VARIABLE.sub("", value) or "}" in _VARIABLE.sub("", value):
         raise InputError(path, "braces are only allowed in %{...} variables")
     if value.lstrip().startswith("<") and key not in include_keys:
@@ -99,3 +110,31 @@ def render_dovecot_conf(conf, include_keys=None, path="dovecot_conf"):
     lines = []
     _render(conf, path, 0, allowed, lines)
     return "\n".join(lines) + "\n"
+
+
+def check_mailbox_name(name, path):
+    """A top-level mailbox name the role writes into dovecot.conf and a Sieve script."""
+    check_text(name, path)
+    if not _MAILBOX.fullmatch(name):
+        raise InputError(path, "%r is not a mailbox name (letters, digits, '_', '-'; a letter or digit first)" % name)
+    if name.upper() == "INBOX":
+        raise InputError(path, "must not be INBOX")
+    return name
+
+
+def render_spam_sieve(mailbox, path="dovecot_junk_mailbox"):
+    """The Sieve script that files a message amavis marked as spam into `mailbox`.
+
+    Only `X-Spam-Flag: YES` counts, which amavis writes from its tag2 level and which it
+    removes from what a sender wrote for local recipients, so a sender can neither
+    move a message into the mailbox nor keep it out. The mailbox is created when missing;
+    `stop` ends the delivery's scripts there, so no later script files it elsewhere.
+    """
+    check_mailbox_name(mailbox, path)
+    return (
+        'require ["fileinto", "mailbox"];\n'
+        'if header :is "X-Spam-Flag" "YES" {\n'
+        '  fileinto :create "%s";\n'
+        "  stop;\n"
+        "}\n" % mailbox
+    )

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from ansible_collections.zerotrust.mailstack.plugins.filter.stack import FilterModule as StackFilters
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.filter.dovecot import dovecot_conf
+from ansible_collections.zerotrust.mailstack.plugins.filter.dovecot import dovecot_conf, dovecot_spam_sieve
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import dovecot_config as dc
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 from jinja2.nativetypes import NativeEnvironment
@@ -304,3 +304,101 @@ def test_role_overrides_remove_and_change(role_vars):
 def test_list_item_with_whitespace_is_refused(item):
     with pytest.raises(InputError, match=r"dovecot_conf\.import_environment\[1\].*whitespace"):
         dc.render_dovecot_conf({"import_environment": ["TZ", item]})
+
+
+# ZT-AV-05: special-use flags are the one value with a backslash, and only as special_use.
+@pytest.mark.parametrize("flag", sorted(dc.SPECIAL_USE))
+def test_special_use_flags_are_written_as_they_are(flag):
+    assert dc.render_dovecot_conf({"mailbox Junk": {"special_use": flag}}) == (
+        "mailbox Junk {\n  special_use = %s\n}\n" % flag
+    )
+
+
+@pytest.mark.parametrize(
+    ("conf", "path", "message"),
+    [
+        ({"mailbox Junk": {"special_use": "\\Spam"}}, "dovecot_conf.mailbox Junk.special_use", "special-use flag"),
+        ({"mailbox Junk": {"special_use": "\\Junk\\"}}, "dovecot_conf.mailbox Junk.special_use", "special-use flag"),
+        ({"mailbox Junk": {"special_use": "\\Junk\n}"}}, "dovecot_conf.mailbox Junk.special_use", "control"),
+        ({"mailbox Junk": {"auto": "\\Junk"}}, "dovecot_conf.mailbox Junk.auto", "backslashes"),
+    ],
+)
+def test_special_use_refuses_anything_but_a_flag(conf, path, message):
+    with pytest.raises(InputError, match=message) as err:
+        dc.render_dovecot_conf(conf)
+    assert err.value.path == path
+
+
+def test_spam_sieve_files_only_amavis_flag_into_the_mailbox_and_stops():
+    assert dc.render_spam_sieve("Junk") == (
+        'require ["fileinto", "mailbox"];\n'
+        'if header :is "X-Spam-Flag" "YES" {\n'
+        '  fileinto :create "Junk";\n'
+        "  stop;\n"
+        "}\n"
+    )
+    assert 'fileinto :create "Spam-2";' in dovecot_spam_sieve("Spam-2")
+
+
+@pytest.mark.parametrize(
+    "mailbox",
+    [
+        "",
+        "INBOX",
+        "inbox",
+        'Junk"; redirect "x@evil.example',
+        "Junk\nkeep;",
+        "Junk\\",
+        "Junk Mail",
+        "Junk.Sub",
+        "Junk/Sub",
+        "*",
+        "-Junk",
+        "x" * 65,
+        ["Junk"],
+    ],
+)
+def test_spam_sieve_refuses_a_mailbox_that_is_not_one_plain_level(mailbox):
+    with pytest.raises(InputError) as err:
+        dc.render_spam_sieve(mailbox)
+    assert err.value.path == "dovecot_junk_mailbox"
+    with pytest.raises(AnsibleFilterError, match="dovecot_spam_sieve: dovecot_junk_mailbox"):
+        dovecot_spam_sieve(mailbox)
+
+
+def test_role_delivery_host_files_spam_into_junk_24(role_vars):
+    text = dc.render_dovecot_conf(role_vars["__dovecot_junk_conf_24"])
+    assert text == (
+        "protocol lmtp {\n"
+        "  mail_plugins {\n"
+        "    sieve = yes\n"
+        "  }\n"
+        "}\n"
+        "sieve_script spam_to_junk {\n"
+        "  type = before\n"
+        "  driver = file\n"
+        "  path = /etc/dovecot/sieve/spam-to-junk.sieve\n"
+        "}\n"
+        "namespace inbox {\n"
+        "  inbox = yes\n"
+        "  mailbox Junk {\n"
+        "    auto = subscribe\n"
+        "    special_use = \\Junk\n"
+        "  }\n"
+        "}\n"
+    )
+    # No script of the user's own: nothing a user wrote runs at delivery.
+    assert "personal" not in text and "managesieve" not in text
+
+
+def test_role_delivery_host_files_spam_into_junk_23(role_vars):
+    text = dc.render_dovecot_conf(role_vars["__dovecot_junk_conf_23"])
+    lines = text.splitlines()
+    assert "  mail_plugins = $mail_plugins sieve" in lines
+    assert "  sieve_before = /etc/dovecot/sieve/spam-to-junk.sieve" in lines
+    assert "    special_use = \\Junk" in lines
+
+
+def test_role_junk_mailbox_is_the_operators(role_vars):
+    conf = _role_vars(dovecot_junk_mailbox="Spam")["__dovecot_junk_conf_24"]
+    assert conf["namespace inbox"]["mailbox Spam"] == {"auto": "subscribe", "special_use": "\\Junk"}
