@@ -34,9 +34,12 @@ def new_marker(kind):
     return "%s-%d" % (kind, time.time() * 1000)
 
 
-def from_outside(marker, body="hello", attachment=None, extra_headers=""):
-    """Send to demo from the outside peer; the swaks output (queued by the mx)."""
-    extra = " " + extra_headers if extra_headers else ""
+def from_outside(marker, body="hello", attachment=None, headers=(), swaks_options=""):
+    """Send to demo from the outside peer, with any further header lines of the sender's
+    own (added) and swaks options (--header replaces one of swaks's); the swaks output
+    (queued by the mx)."""
+    extra = "".join(" --add-header '%s'" % header.replace("'", "'\\''") for header in headers)
+    extra += " " + swaks_options if swaks_options else ""
     if attachment:
         name, data = attachment
         sh("ext", "printf %%s '%s' | base64 -d > /tmp/%s" % (base64.b64encode(data).decode(), name), check=True)
@@ -182,7 +185,7 @@ def test_submissions_get_amavis_originating_policy_and_mail_from_outside_does_no
     # same message from outside is Inbound.
     submitted, inbound = new_marker("originating"), new_marker("inbound")
     submit(addresses["mx"], alice_app, submitted, "hello")
-    from_outside(inbound, extra_headers="--header 'Message-Id: <%s@outside.example>'" % inbound)
+    from_outside(inbound, swaks_options="--header 'Message-Id: <%s@outside.example>'" % inbound)
     ours, theirs = amavis_verdict(submitted + "@corp.example"), amavis_verdict(inbound + "@outside.example")
     assert "{RelayedInternal" in ours and "ORIGINATING" in ours, ours
     assert "Passed CLEAN {RelayedInbound}" in theirs and "ORIGINATING" not in theirs, theirs
