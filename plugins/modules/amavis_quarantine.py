@@ -45,8 +45,10 @@ attributes:
     description: Reports what would be released without releasing it.
     support: full
   diff_mode:
+    description: Not supported; a release is reported in RV(messages).
     support: none
   platform:
+    description: Targets POSIX hosts running amavis.
     platforms: posix
     support: full
 """
