@@ -191,21 +191,24 @@ def enrolled():
     The throttle tests count failures from the controller's and the outside peer's
     addresses; the login check keeps those per source for 15 minutes, across enrolments.
     A run of this file within 15 minutes of another would start with them, so the
-    per-source counts are cleared first (as an operator lifting a throttle would)."""
-    sh("imap", "find /var/lib/mailstack-auth/.sources -mindepth 1 -type f -delete", check=True)
+    per-source counts are cleared first (as an operator lifting a throttle would), and
+    again at the end: the tests after this file log in from the same addresses."""
+    clear = "find /var/lib/mailstack-auth/.sources -mindepth 1 -type f -delete"
+    sh("imap", clear, check=True)
     _, alice_apps, alice = enroll("alice", "new_password=true", "new_totp=true", "app_name=laptop", "app_scopes=imap")
     _, bob_apps, bob = enroll(
         "bob", "new_password=true", "new_totp=true", "app_name=phone", "app_device_bound=true", "device_cert=true"
     )
     _, _, demo = enroll("demo", "new_password=true", "new_totp=true")
     assert len(alice_apps) == 1 and len(bob_apps) == 1
-    return {
+    yield {
         "alice": alice,
         "alice_laptop": alice["app_passwords"][alice_apps[0]]["secret"],
         "bob": bob,
         "bob_phone": bob["app_passwords"][bob_apps[0]]["secret"],
         "demo": demo,
     }
+    sh("imap", clear, check=True)
 
 
 # --- enrollment ----------------------------------------------------------------
