@@ -2,7 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters that derive stack facts from inventory; logic in module_utils/inventory.py."""
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
     directory,
     dmarc,
@@ -13,20 +12,7 @@ from ansible_collections.zerotrust.mailstack.plugins.module_utils import (
     systemd_sandbox,
     tlsa,
 )
-from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
-    InputError,
-)
-
-
-def _wrap(function):
-    def filter_function(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except InputError as exc:
-            raise AnsibleFilterError("zerotrust.mailstack.%s: %s" % (function.__name__, exc)) from None
-
-    filter_function.__name__ = function.__name__
-    return filter_function
+from ansible_collections.zerotrust.mailstack.plugins.plugin_utils.filter_errors import wrap as _wrap
 
 
 class FilterModule:
