@@ -7,9 +7,14 @@ name to its fields. Every key, value and field is checked here, so a template
 only loops over the returned lines.
 """
 
+import ipaddress
 import re
 
-from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError, check_text
+from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import (
+    InputError,
+    check_address_or_network,
+    check_text,
+)
 
 # Used with fullmatch: `$` also matches before a trailing newline.
 _PARAM = re.compile(r"[a-z][A-Za-z0-9_]*")  # smtp_tls_CAfile has capitals
@@ -143,4 +148,20 @@ def render_master_cf(services, known=None):
         for option in sorted(options):
             if options[option] is not None:
                 lines.append(_option(option, options[option], "%s.options.%s" % (path, option), known))
+    return lines
+
+
+def render_cidr_map(networks, result, path):
+    """Lines of a Postfix cidr table giving every address or network `result`.
+
+    Addresses become one-host networks; IPv6 is written without Postfix's brackets."""
+    if not isinstance(networks, (list, tuple)):
+        raise InputError(path, "must be a list of addresses or networks")
+    check_text(result, path + " (result)")
+    lines = []
+    for index, value in enumerate(networks):
+        where = "%s[%d]" % (path, index)
+        text = value.replace("[", "").replace("]", "") if isinstance(value, str) else value
+        check_address_or_network(text, where)
+        lines.append("%s %s" % (ipaddress.ip_network(text, strict=True), result))
     return lines

@@ -26,7 +26,7 @@ _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 # What a lenient reader may still decode: white space inside, which RFC 2047 forbids.
 _LOOSE_ENCODED_WORD = re.compile(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=")
 # Something a reader would take for an address once rendered.
-_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:@]+")
+ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:@]+")
 # A plain ASCII addr-spec: the only form a login's own address takes in the directory.
 _ADDR_SPEC = re.compile(r"\A[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -90,7 +90,7 @@ def visible_text(value):
 
 def address_like_tokens(text):
     """Address-shaped tokens of rendered text, lower case, without trailing dots."""
-    return [token.rstrip(".").lower() for token in _ADDRESS_LIKE.findall(text)]
+    return [token.rstrip(".").lower() for token in ADDRESS_LIKE.findall(text)]
 
 
 def mailbox(name, value):

@@ -149,6 +149,32 @@ def check_table(value, path):
 _LDAP_URI = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/?")
 
 
+# A DNS list as postscreen asks it: domain[=reply filter][*weight]. A filter octet is a
+# number, a range [2..11] or a set [2;4]; the weight a whole number, negative to allow-list.
+_OCTET_FILTER = r"(\d{1,3}|\[\d{1,3}(\.\.\d{1,3}|(;\d{1,3})*)\])"
+_DNSBL_SITE = re.compile(r"(?P<domain>[^=*]+)(=%s(\.%s){3})?(\*-?\d{1,3})?" % (_OCTET_FILTER, _OCTET_FILTER))
+
+
+def check_dnsbl_site(value, path):
+    """A postscreen DNS list: zen.example=127.0.0.[2..11]*3 (filter and weight optional)."""
+    check_text(value, path)
+    match = _DNSBL_SITE.fullmatch(value)
+    if not match:
+        raise InputError(path, "%r is not a DNS list as domain[=a.b.c.d][*weight]" % value)
+    check_domain(match.group("domain"), path)
+    return value
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+
+
+def check_header_name(value, path):
+    """A message header's field name: letters, digits and hyphens (X-Example-Verdict)."""
+    if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+        raise InputError(path, "%r is not a header name (letters, digits, hyphens)" % (value,))
+    return value
+
+
 def check_ldap_uri(value, path, schemes=("ldaps", "ldap")):
     """A single directory URI, scheme://host[:port].
 
@@ -216,6 +242,8 @@ CHECKS = {
     "positive": check_positive,
     "socket": check_socket,
     "table": check_table,
+    "dnsbl_site": check_dnsbl_site,
+    "header_name": check_header_name,
     "ldap_uri": check_ldap_uri,
     "ldaps_uri": check_ldaps_uri,
     "abspath": check_abspath,

@@ -20,6 +20,11 @@ def recap_changes(output):
         ({"pki_extra_sans": ["mail corp"]}, "pki_extra_sans[0]", "host name"),
         # An inventory without a filter host: every message would be delivered unscanned.
         ({"postfix_content_filter": ""}, "postfix_content_filter", "unscanned"),
+        (
+            {"postfix_postscreen_dnsbl_sites": ["zen.example*3\npostscreen_access_list = permit"]},
+            "postfix_postscreen_dnsbl_sites[0]",
+            "control character",
+        ),
         ({"dmarc_policy": "monitor"}, "dmarc_policy", "one of"),
         ({"dmarc_report_addresses": ["a,mailto:x@evil.example"]}, "dmarc_report_addresses[0]", "mail address"),
         # An override that would let mail past the scanners.

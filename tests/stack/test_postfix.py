@@ -31,11 +31,15 @@ def smtp(address, port=25):
 
 
 def test_banner_names_no_software(mx):
+    # postscreen's first line (a new client) and smtpd's: both name the host alone.
     with socket.create_connection((mx, 25), timeout=20) as conn:
-        banner = conn.recv(512).decode()
-    assert banner.startswith("220 %s ESMTP" % MX)
+        replies = conn.makefile("rb")
+        banner = [replies.readline().decode()]
+        while banner[-1][3:4] == "-":
+            banner.append(replies.readline().decode())
+    assert all(line[4:].startswith("%s ESMTP" % MX) for line in banner) and banner[-1].startswith("220 ")
     for word in ("Postfix", "Debian", "Ubuntu", "Linux"):
-        assert word.lower() not in banner.lower()
+        assert word.lower() not in "".join(banner).lower()
 
 
 def test_port_25_offers_tls_13_and_no_auth(mx, tls_context):
@@ -225,13 +229,18 @@ def test_dane_refuses_a_peer_whose_key_does_not_match_its_tlsa():
 
 
 def test_connection_rate_limit_answers_4xx():
-    """From an address of its own, so the limit does not touch the other tests' client."""
+    """From an address of its own, so the limit does not touch the other tests' client.
+
+    The client waits for the whole greeting, as an MTA does: postscreen (ZT-SMTP-12) then
+    passes it to smtpd at once from the second connection on, and smtpd counts."""
     script = (
         "import socket,sys\n"
         "codes=[]\n"
         "for i in range(40):\n"
-        "    s=socket.create_connection(('%s',25),timeout=10,source_address=('%s',0))\n"
-        "    codes.append(s.recv(512)[:3].decode()); s.sendall(b'QUIT\\r\\n'); s.close()\n"
+        "    s=socket.create_connection(('%s',25),timeout=30,source_address=('%s',0))\n"
+        "    f=s.makefile('rb'); line=f.readline()\n"
+        "    while line[:4]==b'220-': line=f.readline()\n"
+        "    codes.append(line[:3].decode()); s.sendall(b'QUIT\\r\\n'); s.close()\n"
         "print(' '.join(codes))\n"
     )
     alias = sh("ext", "ip -4 -o addr show dev eth0 | awk '{print $4}'", check=True).stdout.split()[0]
@@ -302,15 +311,16 @@ def test_mail_waits_while_imap_is_down_survives_a_restart_then_arrives():
 
 
 def test_a_burst_to_one_mailbox_is_delivered_without_a_deferral():
-    # 400 messages to one user over 50 sessions: Postfix may open no more LMTP sessions
+    # 400 messages to one user over 10 sessions: Postfix may open no more LMTP sessions
     # to the mailbox host than Dovecot lets one user have, and every lookup a delivery
     # makes reaches the auth daemon, so none is answered 451 and retried minutes later.
-    # Sent from the mx's loopback, which is in mynetworks and so not rate limited.
+    # Sent from the mx's loopback, which is in mynetworks and so not rate limited; as
+    # many sessions as postscreen lets any one client have at once (ZT-SMTP-12).
     since = int(time.time())
     sender = "burst-%d@outside.example" % since
     sent = sh(
         "mx",
-        "smtp-source -M %s -s 50 -m 400 -l 2048 -f %s -t bob@corp.example 127.0.0.1:25" % (MX, sender),
+        "smtp-source -M %s -s 10 -m 400 -l 2048 -f %s -t bob@corp.example 127.0.0.1:25" % (MX, sender),
         timeout=300,
     )
     assert sent.returncode == 0, sent.stderr[-1500:]

@@ -1,6 +1,10 @@
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.zerotrust.mailstack.plugins.filter.postfix import postfix_main_cf, postfix_master_cf
+from ansible_collections.zerotrust.mailstack.plugins.filter.postfix import (
+    postfix_cidr_map,
+    postfix_main_cf,
+    postfix_master_cf,
+)
 from ansible_collections.zerotrust.mailstack.plugins.module_utils import postfix_config as pc
 from ansible_collections.zerotrust.mailstack.plugins.module_utils.validation import InputError
 
@@ -138,3 +142,35 @@ def test_filters_raise_ansible_errors_naming_the_key():
         postfix_main_cf({"smtpd_banner": "x\ny"})
     with pytest.raises(AnsibleFilterError, match="postfix_master_cf.smtp.type"):
         postfix_master_cf({"smtp": {"type": "bad", "command": "smtpd"}})
+
+
+def test_cidr_map_gives_each_address_and_network_the_result():
+    assert pc.render_cidr_map(["192.0.2.10", "198.51.100.0/24", "2001:db8::1", "[2001:db8::]/32"], "permit", "v") == [
+        "192.0.2.10/32 permit",
+        "198.51.100.0/24 permit",
+        "2001:db8::1/128 permit",
+        "2001:db8::/32 permit",
+    ]
+
+
+@pytest.mark.parametrize(
+    "networks, result, path",
+    [
+        (["192.0.2.1/24"], "permit", "v[0]"),
+        (["mx.example"], "permit", "v[0]"),
+        (["192.0.2.1\n0.0.0.0/0 permit"], "permit", "v[0]"),
+        ([7], "permit", "v[0]"),
+        (["192.0.2.1"], "permit\nreject", "v (result)"),
+        ("192.0.2.1", "permit", "v"),
+    ],
+)
+def test_cidr_map_refuses_what_is_not_an_address_or_network(networks, result, path):
+    with pytest.raises(InputError) as error:
+        pc.render_cidr_map(networks, result, "v")
+    assert error.value.path == path
+
+
+def test_cidr_map_filter_names_itself_in_errors():
+    assert postfix_cidr_map(["192.0.2.1"], "permit", "v") == "192.0.2.1/32 permit"
+    with pytest.raises(AnsibleFilterError, match=r"^zerotrust.mailstack.postfix_cidr_map: v\[0\]: "):
+        postfix_cidr_map(["nonsense"], "permit", "v")

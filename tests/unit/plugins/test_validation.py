@@ -300,3 +300,45 @@ def test_addresses_or_networks(value):
 def test_not_addresses_or_networks(value):
     with pytest.raises(v.InputError, match="a: "):
         v.check_address_or_network(value, "a")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "zen.example.org",
+        "zen.example.org*3",
+        "zen.example.org=127.0.0.[2..11]*3",
+        "bl.example=127.0.0.[2;4]",
+        "wl.example*-2",
+    ],
+)
+def test_valid_dnsbl_sites(value):
+    v.validate_formats({"sites": [value]}, {"sites[]": "dnsbl_site"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "zen",
+        "zen.example.org*",
+        "zen.example.org=127.0.0",
+        "zen.example.org=127.0.0.2\n*3",
+        "a b.example",
+        "x.example*3,y",
+    ],
+)
+def test_invalid_dnsbl_sites(value):
+    with pytest.raises(v.InputError) as err:
+        v.validate_formats({"sites": [value]}, {"sites[]": "dnsbl_site"})
+    assert err.value.path == "sites[0]"
+
+
+@pytest.mark.parametrize(
+    "value, valid", [("X-Mailstack-Impersonation", True), ("X-A\nB", False), ("X A", False), ("X:", False), ("", False)]
+)
+def test_header_names(value, valid):
+    if valid:
+        v.validate_formats({"h": value}, {"h": "header_name"})
+    else:
+        with pytest.raises(v.InputError, match="not a header name"):
+            v.validate_formats({"h": value}, {"h": "header_name"})
