@@ -14,6 +14,7 @@ import re
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
 _LOCAL_PART = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOWER_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 class InputError(ValueError):
@@ -121,6 +122,25 @@ def check_positive(value, path):
     """A whole number of at least 1 (a limit of 0 or less is a typo, not a policy)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(path, "%r is not a whole number of at least 1" % (value,))
+    return value
+
+
+def check_label(value, path):
+    """One DNS label in lower case (a DKIM selector): letters, digits, inner hyphens, 1-63; no dot."""
+    check_text(value, path)
+    if not _LOWER_LABEL.fullmatch(value):
+        raise InputError(
+            path, "%r is not one DNS label (1-63 lower-case letters, digits and inner hyphens, no dot)" % (value,)
+        )
+    return value
+
+
+def check_seconds(value, path):
+    """A duration in whole seconds, 0 or more; a string of digits (as -e passes it) counts."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(path, "%r is not a whole number of seconds (0 or more)" % (value,))
     return value
 
 
@@ -240,6 +260,8 @@ CHECKS = {
     "email": check_email,
     "port": check_port,
     "positive": check_positive,
+    "label": check_label,
+    "seconds": check_seconds,
     "socket": check_socket,
     "table": check_table,
     "dnsbl_site": check_dnsbl_site,
