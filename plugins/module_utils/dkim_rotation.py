@@ -167,8 +167,8 @@ def take(entry, step, selector, now):
     elif step == RETIRE:
         if entry["old"] is None or entry["active"] != selector:
             raise RotationError("cannot retire: no old selector is published beside %r" % selector)
-        if entry["old"] not in entry["history"]:
-            entry["history"].append(entry["old"])
+        # In the order retired: a selector retired again moves to the end.
+        entry["history"] = [s for s in entry["history"] if s != entry["old"]] + [entry["old"]]
         entry.update(old=None, retired=stamp)
     elif step not in (WAIT, DONE):
         raise RotationError("unknown step %r (one of %s)" % (step, ", ".join(STEPS)))

@@ -109,6 +109,10 @@ def test_a_retired_selector_may_sign_again_with_a_new_key_after_a_rotation_back(
         _, _, state = run(state, "mail", T0, propagation=0, grace=0)
     assert signing(state) == {"sign": "mail", "publish": ["mail"], "retired": ["b"]}
     assert state["domains"]["corp.example"]["history"] == ["mail", "b"]
+    # Retired again: last in the history, which lists each selector once.
+    for _ in range(3):
+        _, _, state = run(state, "b", T0, propagation=0, grace=0)
+    assert state["domains"]["corp.example"]["history"] == ["b", "mail"]
 
 
 def test_each_domain_advances_on_its_own():
