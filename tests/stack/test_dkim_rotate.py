@@ -118,10 +118,17 @@ def test_before_the_propagation_time_a_run_changes_nothing():
     assert re.search(r"this run: wait, switch due in 3[0-9]{3}s", flat(run.stdout)), run.stdout[-3000:]
 
 
+def opendkim_pid():
+    return sh("mx", "systemctl show -p MainPID --value opendkim", check=True).stdout.strip()
+
+
 def test_once_propagated_mail_is_signed_with_the_new_selector_and_verifies(old, alice, addresses):
+    before = opendkim_pid()
     run = rotate("propagation=0")
     assert run.returncode == 0, run.stdout[-3000:]
     assert "this run: switch" in flat(run.stdout), run.stdout[-3000:]
+    # Reloaded, not restarted: the milter was there all along, so no submission was deferred.
+    assert opendkim_pid() == before != "0"
     assert signature_of_submitted_mail(alice, addresses) == (NEW, True)
     # The old record stays published for mail signed before the switch.
     assert "v=DKIM1" in published(old) and "v=DKIM1" in published(NEW)
