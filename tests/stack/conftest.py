@@ -75,6 +75,18 @@ def sh(host, command, check=False, timeout=60):
     return result
 
 
+def signing_selector(domain=DOMAIN):
+    """The selector the mx signs the domain's mail with: its DKIM rotation state's, else mail."""
+    try:
+        state = sh("mx", "cat /var/lib/mailstack-dkim/rotation.json")
+    except (OSError, subprocess.SubprocessError):  # no stack (collection only)
+        return "mail"
+    if state.returncode != 0:
+        return "mail"
+    entry = json.loads(state.stdout)["domains"].get(domain)
+    return entry["active"] if entry else "mail"
+
+
 def wait_for(predicate, seconds=60):
     """True as soon as predicate() is, polling once a second; False after `seconds`."""
     for _ in range(seconds):

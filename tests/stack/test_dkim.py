@@ -12,10 +12,13 @@ import re
 import time
 
 import pytest
-from conftest import STATE, fqdn, run_playbook, sh, wait_for
+from conftest import STATE, fqdn, run_playbook, sh, signing_selector, wait_for
 from test_identity import enroll, submission
 
 MX = fqdn("mx")
+# The selector signing now: mail on a new stack, another once test_dkim_rotate.py rotated
+# the key (a second session on the same stack).
+SELECTOR = signing_selector()
 PEER_MAILDIR = "/var/mail/vhosts/outside.example/peer/new/"
 
 
@@ -39,9 +42,9 @@ def swaks_from_ext(to, marker, extra=""):
 
 
 def test_published_key_is_the_signing_key():
-    published = sh("ext", "dig +short TXT mail._domainkey.corp.example", check=True).stdout
+    published = sh("ext", "dig +short TXT %s._domainkey.corp.example" % SELECTOR, check=True).stdout
     assert "v=DKIM1" in published and "p=" in published, published
-    check = sh("mx", "opendkim-testkey -d corp.example -s mail -vvv 2>&1")
+    check = sh("mx", "opendkim-testkey -d corp.example -s %s -vvv 2>&1" % SELECTOR)
     assert check.returncode == 0 and "key OK" in check.stdout, check.stdout
 
 
@@ -54,7 +57,7 @@ def test_submitted_mail_is_signed_and_verifies_at_the_outside_peer(alice_sender,
     assert wait_for(lambda: received_at_peer(marker)), "the outside peer never received the message"
     path = received_at_peer(marker)
     headers = sh("ext", "sed '/^$/q' %s" % path, check=True).stdout
-    assert "DKIM-Signature:" in headers and "d=corp.example" in headers and "s=mail" in headers, headers
+    assert "DKIM-Signature:" in headers and "d=corp.example" in headers and "s=%s;" % SELECTOR in headers, headers
     verified = sh("ext", "dkimverify < %s" % path)
     assert verified.returncode == 0 and "signature ok" in verified.stdout, verified.stdout + verified.stderr
     # A body changed on the way no longer verifies: the check can fail.
@@ -107,7 +110,7 @@ def test_stopped_milter_defers_mail_then_it_is_delivered():
     assert delivered, "the deferred message never arrived after the milter came back"
 
 
-SIGNING_KEY = "/etc/dkimkeys/corp.example/mail.private"
+SIGNING_KEY = "/etc/dkimkeys/corp.example/%s.private" % SELECTOR
 
 
 def test_a_signing_key_swapped_for_a_link_does_not_hand_its_target_to_opendkim():
@@ -146,7 +149,7 @@ def opendkim_plants():
     sh("mx", f"printf SECRET-b4f1c0de > {SECRET_CANARY} && chmod 600 {SECRET_CANARY}", check=True)
     sh("mx", f"rm -rf /root/dkim-dir.keep && cp -a {KEY_DIR} /root/dkim-dir.keep", check=True)
     # The record the converge exports for the dns role, which a new key would replace.
-    record = STATE / "records" / "corp.example" / "dkim-mail.json"
+    record = STATE / "records" / "corp.example" / ("dkim-%s.json" % SELECTOR)
     published = record.read_bytes()
 
     def plant(command):
@@ -163,7 +166,7 @@ def test_a_key_made_again_does_not_write_through_links_opendkim_planted(opendkim
     link where the key generator writes the DNS record. Made as root, the record would be
     written through the link into a file opendkim may not touch. The link's target keeps
     its content and owner; with the key back the same converge passes unchanged."""
-    opendkim_plants(f"rm -f {KEY_DIR}/mail.private && ln -sfn {CANARY} {KEY_DIR}/mail.txt")
+    opendkim_plants(f"rm -f {KEY_DIR}/{SELECTOR}.private && ln -sfn {CANARY} {KEY_DIR}/{SELECTOR}.txt")
     run_playbook("tests/stack/playbooks/dkim.yml")
     assert sh("mx", f"cat {CANARY}; stat -c ' %U:%G:%a' {CANARY}").stdout == "keep root:root:644\n"
 
@@ -173,9 +176,10 @@ def test_a_record_swapped_for_a_link_neither_leaks_its_target_nor_reaches_dns(op
     the record file opendkim-genkey wrote for a link to a root-only secret, the run must not
     read it (at -v what a task reads is in the job output, base64 or not): the record is
     derived from the key itself, so the run passes and publishes the same record."""
-    record = STATE / "records" / "corp.example" / "dkim-mail.json"
+    record = STATE / "records" / "corp.example" / ("dkim-%s.json" % SELECTOR)
     published = record.read_text()
-    swap = f"ln -sfn {SECRET_CANARY} {KEY_DIR}/mail.txt.lnk && mv -T {KEY_DIR}/mail.txt.lnk {KEY_DIR}/mail.txt"
+    txt = f"{KEY_DIR}/{SELECTOR}.txt"
+    swap = f"ln -sfn {SECRET_CANARY} {txt}.lnk && mv -T {txt}.lnk {txt}"
     opendkim_plants(swap)
     run = run_playbook("-v", "tests/stack/playbooks/dkim.yml")
     output = run.stdout + run.stderr
