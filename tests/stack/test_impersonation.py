@@ -8,6 +8,7 @@ domain that looks like ours. The same mail from a colleague, submitted, is not m
 import re
 
 import pytest
+from conftest import run_playbook
 from test_dmarc import delivered_headers, new_marker, send, sent_while_down
 from test_identity import submission
 from test_sender_guard import alice_app  # noqa: F401  (a fixture)
@@ -55,14 +56,39 @@ def test_mail_from_outside_posing_as_no_one_is_not_marked_and_a_forged_mark_is_r
     assert header(headers, HEADER) == [] and header(headers, "Subject") == [marker]
 
 
+def submitted_by_alice(password, address, marker):
+    """Alice's own mail to demo, submitted; its delivered headers."""
+    message = "From: Alice Example <alice@corp.example>\r\nTo: demo@corp.example\r\nSubject: %s\r\n\r\nhi\r\n" % marker
+    with submission(address) as client:
+        assert client.login("alice", password)[0] == 235
+        assert client.sendmail("alice@corp.example", ["demo@corp.example"], message) == {}
+    return delivered_headers(marker)
+
+
 def test_the_same_name_submitted_by_its_owner_is_not_marked(alice_app, addresses):  # noqa: F811
     marker = new_marker("colleague")
-    message = "From: Alice Example <alice@corp.example>\r\nTo: demo@corp.example\r\nSubject: %s\r\n\r\nhi\r\n" % marker
-    with submission(addresses["mx"]) as client:
-        assert client.login("alice", alice_app)[0] == 235
-        assert client.sendmail("alice@corp.example", ["demo@corp.example"], message) == {}
-    headers = delivered_headers(marker)
+    headers = submitted_by_alice(alice_app, addresses["mx"], marker)
     assert header(headers, HEADER) == [] and header(headers, "Subject") == [marker]
+
+
+@pytest.fixture
+def external_tag():
+    """The mx with sender_guard_external_tag set for the test, and back to its default after."""
+    converge = ("playbooks/site.yml", "--limit", "mx", "--tags", "ZT-SMTP-13")
+    tagged = run_playbook(*converge, "-e", "sender_guard_external_tag=[EXTERNAL]")
+    assert tagged.returncode == 0, tagged.stdout[-2000:]
+    yield "[EXTERNAL]"
+    restored = run_playbook(*converge)
+    assert restored.returncode == 0, restored.stdout[-2000:]
+
+
+def test_the_external_tag_marks_every_message_from_outside_and_no_submission(external_tag, alice_app, addresses):  # noqa: F811
+    peer, impostor, colleague = new_marker("tag-peer"), new_marker("tag-impostor"), new_marker("tag-colleague")
+    assert "250 2.0.0 Ok: queued" in send(peer, "Peer Person <peer@outside.example>", sign=True)
+    assert "250 2.0.0 Ok: queued" in send(impostor, "Alice Example <peer@outside.example>", sign=True)
+    assert header(delivered_headers(peer), "Subject") == ["%s %s" % (external_tag, peer)]
+    assert header(delivered_headers(impostor), "Subject") == ["%s %s %s" % (WARNING, external_tag, impostor)]
+    assert header(submitted_by_alice(alice_app, addresses["mx"], colleague), "Subject") == [colleague]
 
 
 def test_mail_from_outside_waits_while_the_guard_is_down_then_is_marked_once():
