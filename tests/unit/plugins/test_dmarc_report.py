@@ -24,7 +24,10 @@ align_spf 4
 action 2
 dkim outside.example mail 0
 """
-HISTORY = PASSING % ("4A1B2C", 1796000000) + PASSING % ("4A1B2D", 1796000100) + """job 4A1B2E
+HISTORY = (
+    PASSING % ("4A1B2C", 1796000000)
+    + PASSING % ("4A1B2D", 1796000100)
+    + """job 4A1B2E
 reporter mx1.corp.example
 received 1796000200
 ipaddr 192.0.2.66
@@ -61,6 +64,7 @@ align_dkim 5
 align_spf 4
 action 2
 """
+)
 SUFFIXES = {"example", "test"}
 
 
