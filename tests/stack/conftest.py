@@ -5,6 +5,7 @@ outside peer); nothing here reads a daemon's internals to decide a result.
 A test names a host by its inventory group (`sh("mx", ...)`).
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -73,6 +74,20 @@ def sh(host, command, check=False, timeout=60):
     if check and result.returncode != 0:
         raise AssertionError("%s: %s failed (%d): %s" % (host, command, result.returncode, result.stderr))
     return result
+
+
+@contextlib.contextmanager
+def ext_source_address(last_octet):
+    """A second address of the outside peer's, on its network (x.y.z.<last_octet>), for the
+    test's duration: a client no record, list or table of the stack knows."""
+    own = sh("ext", "ip -4 -o addr show dev eth0 | awk '{print $4}'", check=True).stdout.split()[0]
+    network, prefix = own.split("/")
+    source = ".".join(network.split(".")[:3] + [str(last_octet)])
+    sh("ext", "ip addr add %s/%s dev eth0" % (source, prefix), check=True)
+    try:
+        yield source
+    finally:
+        sh("ext", "ip addr del %s/%s dev eth0" % (source, prefix))
 
 
 def signing_selector(domain=DOMAIN):

@@ -28,8 +28,9 @@ def new_marker(kind):
     return "dmarc-%s-%d" % (kind, time.time() * 1000)
 
 
-def send(marker, header_from, extra_headers=(), sign=False, envelope="peer@outside.example"):
-    """Send one message from the outside peer to demo; the swaks transcript."""
+def send(marker, header_from, extra_headers=(), sign=False, envelope="peer@outside.example", source=None, ehlo=PEER):
+    """Send one message from the outside peer to demo (from its address `source`, if given);
+    the swaks transcript."""
     headers = list(extra_headers) + [
         "From: %s" % header_from,
         "To: demo@corp.example",
@@ -51,7 +52,8 @@ def send(marker, header_from, extra_headers=(), sign=False, envelope="peer@outsi
         assert "DKIM-Signature:" in sh("ext", "cat %s" % path).stdout
     return sh(
         "ext",
-        "swaks --server %s --tls --ehlo %s --from %s --to demo@corp.example --data @%s" % (MX, PEER, envelope, path),
+        "swaks --server %s --tls --ehlo %s --from '%s' --to demo@corp.example --data @%s%s"
+        % (MX, ehlo, envelope, path, " --local-interface %s" % source if source else ""),
     ).stdout
 
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import STATE, container, fqdn, run_playbook, sh, wait_for
+from conftest import STATE, container, ext_source_address, fqdn, run_playbook, sh, wait_for
 
 MX = fqdn("mx")
 PEER = fqdn("ext")
@@ -243,15 +243,9 @@ def test_connection_rate_limit_answers_4xx():
         "    codes.append(line[:3].decode()); s.sendall(b'QUIT\\r\\n'); s.close()\n"
         "print(' '.join(codes))\n"
     )
-    alias = sh("ext", "ip -4 -o addr show dev eth0 | awk '{print $4}'", check=True).stdout.split()[0]
-    network, prefix = alias.split("/")
-    source = ".".join(network.split(".")[:3] + ["250"])
-    sh("ext", "ip addr add %s/%s dev eth0" % (source, prefix), check=True)
-    try:
+    with ext_source_address(250) as source:
         mx = sh("ext", "getent ahostsv4 %s | head -1 | cut -d' ' -f1" % MX, check=True).stdout.strip()
         codes = sh("ext", 'python3 -c "%s"' % (script % (mx, source)), check=True).stdout.split()
-    finally:
-        sh("ext", "ip addr del %s/%s dev eth0" % (source, prefix))
     assert codes[:30] == ["220"] * 30
     assert "421" in codes[30:]
 
