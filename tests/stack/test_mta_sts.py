@@ -96,10 +96,15 @@ def delivered_at_peer(marker):
 def set_peer_policy(mx):
     result = run_playbook("tests/stack/playbooks/peer_policy.yml", "-e", "peer_mx=%s" % mx)
     assert result.returncode == 0, result.stdout[-3000:]
-    # The mx must see the new policy id now, not when the TXT record's TTL runs out
-    # (unbound and the MTA-STS daemon's own resolver cache it); the daemon then
-    # fetches the new policy once its cached one is a minute old.
-    sh("mx", "systemctl restart unbound postfix-mta-sts-resolver", check=True)
+    # The mx must see the new policy now, not when the TXT record's TTL runs out or the
+    # daemon's cached policy ages (unbound and the daemon cache both): restart unbound and
+    # start the daemon on an empty cache, so its next lookup fetches the policy afresh.
+    sh(
+        "mx",
+        "systemctl stop postfix-mta-sts-resolver && rm -f /var/lib/mta-sts/cache.db"
+        " && systemctl restart unbound && systemctl start postfix-mta-sts-resolver",
+        check=True,
+    )
     assert wait_for(lambda: "match=%s" % mx in peer_policy(), 90), peer_policy()
 
 
