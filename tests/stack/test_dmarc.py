@@ -16,6 +16,7 @@ import re
 import time
 
 import pytest
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import auth_results
 from conftest import fqdn, sh, wait_for
 from test_content_filter import delivered
 
@@ -63,11 +64,19 @@ def delivered_headers(marker):
     return sh("imap", "sed '/^$/q' %s" % path, check=True).stdout
 
 
-def our_results(headers):
-    """The Authentication-Results headers of the mx's authserv-id, unfolded."""
+def our_headers(headers):
+    """The values of the Authentication-Results headers of the mx's authserv-id, unfolded."""
     unfolded = headers.replace("\n\t", " ").replace("\n ", " ")
-    prefix = "Authentication-Results: %s;" % MX
-    return [line[len(prefix) :].strip() for line in unfolded.splitlines() if line.lower().startswith(prefix.lower())]
+    lines = [line for line in unfolded.splitlines() if line.lower().startswith("authentication-results:")]
+    values = [line.split(":", 1)[1] for line in lines]
+    return [value for value in values if auth_results.parse(value)[0].lower() == MX.lower()]
+
+
+def our_results(headers):
+    """The results in the mx's Authentication-Results header, which is one (ZT-DMARC-02)."""
+    ours = our_headers(headers)
+    assert len(ours) == 1, headers
+    return auth_results.parse(ours[0])[1]
 
 
 def result(results, method):

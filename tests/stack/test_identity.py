@@ -20,21 +20,13 @@ import ssl
 import stat
 import string
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 from conftest import ROOT, STATE, container, copy_to, fqdn, recap_changed, run_playbook, sh, wait_for
 
-COLLECTIONS = ROOT / "build" / "collections"
-_LINK = COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
-if not _LINK.is_symlink():
-    _LINK.parent.mkdir(parents=True, exist_ok=True)
-    _LINK.symlink_to(ROOT)
-sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.zerotrust.mailstack.plugins.module_utils import mail_auth  # noqa: E402
+from ansible_collections.zerotrust.mailstack.plugins.module_utils import mail_auth  # (conftest: the collection)
 
 CA = STATE / "ca.pem"
 CREDENTIALS = STATE / "credentials"
