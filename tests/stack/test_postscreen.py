@@ -44,7 +44,7 @@ if early:
     out = [reply(), reply()]
 else:
     out = [reply(), command("EHLO " + sys.argv[3])]
-out += [command("MAIL FROM:<robot@outside.example>"), command("RCPT TO:<demo@corp.example>"), command("QUIT")]
+out += [command("MAIL FROM:<>"), command("RCPT TO:<demo@corp.example>"), command("QUIT")]
 print(json.dumps(out))
 """
 
