@@ -95,14 +95,22 @@ def imap_login(address, user, password, cert=None):
 
 
 def fresh_code(login, secret):
-    """A code of a time step this user has not logged in with yet, not about to roll over."""
+    """A code of a time step this user has not logged in with yet and the server takes now:
+    the current step's (not about to roll over), else the next step's, which the server's
+    window of one step each way already takes, else the next step's once it has begun."""
     while True:
         now = time.time()
-        step = int(now // mail_auth.TOTP_PERIOD)
-        if step > _USED_STEPS.get(login, -1) and now % mail_auth.TOTP_PERIOD < 25:
-            _USED_STEPS[login] = step
-            return mail_auth.totp(secret, step), step
-        time.sleep(mail_auth.TOTP_PERIOD - now % mail_auth.TOTP_PERIOD + 0.2)
+        current = int(now // mail_auth.TOTP_PERIOD)
+        last = _USED_STEPS.get(login, -1)
+        if current > last and now % mail_auth.TOTP_PERIOD < 25:
+            step = current
+        elif current + 1 > last:
+            step = current + 1
+        else:
+            time.sleep(mail_auth.TOTP_PERIOD - now % mail_auth.TOTP_PERIOD + 0.2)
+            continue
+        _USED_STEPS[login] = step
+        return mail_auth.totp(secret, step), step
 
 
 def wrong_code(secret):
