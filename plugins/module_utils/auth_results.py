@@ -54,7 +54,7 @@ def parse(value):
 def merge(values, authserv_id):
     """The one header value holding every result the headers of `authserv_id` among `values`
     give, in their order and without repeats; None if fewer than two headers are ours."""
-    ours = [parse(value)[1] for value in values if parse(value)[0].lower() == authserv_id.lower()]
+    ours = [parse(values[index - 1])[1] for index in our_indexes(values, authserv_id)]
     if len(ours) < 2:
         return None
     results = []

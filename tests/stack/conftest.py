@@ -22,6 +22,7 @@ STACK = os.environ.get("MAILSTACK_STACK") or "molecule"
 STATE = pathlib.Path(os.environ.get("MAILSTACK_STATE_DIR") or ROOT / ".state" / STACK)
 INVENTORY = ROOT / "inventories" / "local" / "hosts.yml"
 DOMAIN = "corp.example"
+PEER_DOMAIN = "outside.example"
 
 # The collection's own code (module_utils), importable by the tests as the roles use it.
 _COLLECTIONS = ROOT / "build" / "collections"
@@ -30,7 +31,6 @@ if not _LINK.is_symlink():
     _LINK.parent.mkdir(parents=True, exist_ok=True)
     _LINK.symlink_to(ROOT)
 sys.path.insert(0, str(_COLLECTIONS))
-PEER_DOMAIN = "outside.example"
 
 
 def _local_hosts():

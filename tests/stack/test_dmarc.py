@@ -69,7 +69,7 @@ def our_headers(headers):
     unfolded = headers.replace("\n\t", " ").replace("\n ", " ")
     lines = [line for line in unfolded.splitlines() if line.lower().startswith("authentication-results:")]
     values = [line.split(":", 1)[1] for line in lines]
-    return [value for value in values if auth_results.parse(value)[0].lower() == MX.lower()]
+    return [values[index - 1] for index in auth_results.our_indexes(values, MX)]
 
 
 def our_results(headers):
