@@ -29,8 +29,14 @@ def converge_firewall(**overrides):
     return run_playbook("tests/stack/playbooks/firewall.yml", "-l", HOST, "-e", json.dumps(overrides))
 
 
+def boot_ruleset(host):
+    """The ruleset file nftables.service loads at boot."""
+    return sh(host, "cat /etc/nftables.conf", check=True).stdout
+
+
 def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
     before = ruleset(HOST)
+    boot_before = boot_ruleset(HOST)
     assert fresh_ssh_login(HOST)
 
     result = converge_firewall(nftables_admin_sources=[UNREACHABLE_ADMIN])
@@ -42,6 +48,8 @@ def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
     assert ruleset(HOST) == before
     assert UNREACHABLE_ADMIN not in ruleset(HOST)
     assert fresh_ssh_login(HOST)
+    # So is the file loaded at boot: a reboot brings back the ruleset that kept the path open.
+    assert boot_ruleset(HOST) == boot_before
 
 
 def test_ruleset_that_keeps_the_controller_stays():
