@@ -260,6 +260,7 @@ def mail_from_code(address, tls_context=None):
 
 def test_mandatory_inbound_tls_refuses_plaintext_mail(mx, tls_context):
     """postfix_inbound_tls: encrypt (closed deployments): no envelope without TLS."""
+    sh("mx", "cp -a /etc/postfix/main.cf /root/main.cf.keep", check=True)
     switched = run_playbook("tests/stack/playbooks/postfix.yml", "-e", "postfix_inbound_tls=encrypt")
     try:
         assert switched.returncode == 0, switched.stdout[-3000:]
@@ -267,9 +268,10 @@ def test_mandatory_inbound_tls_refuses_plaintext_mail(mx, tls_context):
         assert code == 530 and b"STARTTLS" in message
         assert mail_from_code(mx, tls_context)[0] == 250
     finally:
-        restored = run_playbook("tests/stack/playbooks/postfix.yml")
-        assert restored.returncode == 0, restored.stdout[-3000:]
-    assert mail_from_code(mx)[0] == 250  # opportunistic again, the Internet default
+        # The converged file back, as a second converge would write it, in a fraction of its time.
+        sh("mx", "cp -a /root/main.cf.keep /etc/postfix/main.cf && postfix reload", check=True)
+    # Opportunistic again, the Internet default (once the reload reached the listeners).
+    assert wait_for(lambda: mail_from_code(mx)[0] == 250, 20)
 
 
 def queue_ids(queue=None):
@@ -305,7 +307,7 @@ def test_mail_waits_while_imap_is_down_survives_a_restart_then_arrives():
 
 
 def test_a_burst_to_one_mailbox_is_delivered_without_a_deferral():
-    # 400 messages to one user over 10 sessions: Postfix may open no more LMTP sessions
+    # 200 messages to one user over 10 sessions: Postfix may open no more LMTP sessions
     # to the mailbox host than Dovecot lets one user have, and every lookup a delivery
     # makes reaches the auth daemon, so none is answered 451 and retried minutes later.
     # Sent from the mx's loopback, which is in mynetworks and so not rate limited; as
@@ -314,7 +316,7 @@ def test_a_burst_to_one_mailbox_is_delivered_without_a_deferral():
     sender = "burst-%d@outside.example" % since
     sent = sh(
         "mx",
-        "smtp-source -M %s -s 10 -m 400 -l 2048 -f %s -t bob@corp.example 127.0.0.1:25" % (MX, sender),
+        "smtp-source -M %s -s 10 -m 200 -l 2048 -f %s -t bob@corp.example 127.0.0.1:25" % (MX, sender),
         timeout=300,
     )
     assert sent.returncode == 0, sent.stderr[-1500:]
@@ -325,5 +327,5 @@ def test_a_burst_to_one_mailbox_is_delivered_without_a_deferral():
     burst = set(re.findall(r"^(\w+): from=<%s>" % re.escape(sender), log.stdout, re.M))
     outcomes = re.findall(r"^(\w+): to=<bob@corp\.example>.* status=(\w+)", log.stdout, re.M)
     outcomes = [status for queue_id, status in outcomes if queue_id in burst]
-    assert len(burst) == 800
-    assert outcomes == ["sent"] * 400, sorted(set(outcomes))
+    assert len(burst) == 400
+    assert outcomes == ["sent"] * 200, sorted(set(outcomes))
