@@ -34,6 +34,11 @@ def boot_ruleset(host):
     return sh(host, "cat /etc/nftables.conf", check=True).stdout
 
 
+def kept_copies(host):
+    """Copies of the ruleset file kept for a rollback: none once a run is over."""
+    return sh(host, "ls /etc/nftables.conf.*~ 2>/dev/null").stdout.split()
+
+
 def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
     before = ruleset(HOST)
     boot_before = boot_ruleset(HOST)
@@ -50,6 +55,7 @@ def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
     assert fresh_ssh_login(HOST)
     # So is the file loaded at boot: a reboot brings back the ruleset that kept the path open.
     assert boot_ruleset(HOST) == boot_before
+    assert kept_copies(HOST) == []
 
 
 def test_ruleset_that_keeps_the_controller_stays():
@@ -59,6 +65,8 @@ def test_ruleset_that_keeps_the_controller_stays():
         assert result.returncode == 0, result.stdout
         time.sleep(ROLLBACK_SECONDS + 5)
         assert "4242" in ruleset(HOST)
+        assert "4242" in boot_ruleset(HOST)
+        assert kept_copies(HOST) == []
         assert fresh_ssh_login(HOST)
     finally:
         assert converge_firewall().returncode == 0
