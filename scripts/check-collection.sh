@@ -12,17 +12,24 @@ export ANSIBLE_CONFIG="$work/empty.cfg" ANSIBLE_COLLECTIONS_PATH="$work/installe
 ansible-galaxy collection build --output-path "$work" "$root" >/dev/null
 ansible-galaxy collection install --offline -p "$work/installed" "$work"/zerotrust-mailstack-*.tar.gz >/dev/null
 installed="$work/installed/ansible_collections/zerotrust/mailstack"
-checked=0
-for kind in module filter lookup role; do
-  case "$kind" in
-    module) names=$(cd "$installed/plugins/modules" && ls ./*.py | sed 's|^\./||; s|\.py$||') ;;
-    filter) names=$(cd "$installed/plugins/filter" && ls ./*.yml | sed 's|^\./||; s|\.yml$||') ;;
-    lookup) names=$(cd "$installed/plugins/lookup" && ls ./*.py | sed 's|^\./||; s|\.py$||') ;;
-    role) names=$(cd "$installed/roles" && ls) ;;
-  esac
-  for name in $names; do
-    ansible-doc -t "$kind" "zerotrust.mailstack.$name" >/dev/null
-    checked=$((checked + 1))
-  done
-done
-echo "collection: $(basename "$work"/zerotrust-mailstack-*.tar.gz) installs; ansible-doc read $checked plugins and roles"
+# One ansible-doc process reads every plugin and role (it fails on any it cannot
+# read); each file the collection ships must be among them.
+ansible-doc --metadata-dump --playbook-dir "$work" zerotrust.mailstack > dump.json
+python3 - "$installed" dump.json <<'PY'
+import json, pathlib, sys
+installed, dump = pathlib.Path(sys.argv[1]), json.load(open(sys.argv[2]))["all"]
+shipped = {
+    "module": [p.stem for p in (installed / "plugins" / "modules").glob("*.py")],
+    "filter": [p.stem for p in (installed / "plugins" / "filter").glob("*.yml")],
+    "lookup": [p.stem for p in (installed / "plugins" / "lookup").glob("*.py")],
+    "role": [p.name for p in (installed / "roles").iterdir()],
+}
+checked = 0
+for kind, names in shipped.items():
+    missing = sorted(set(names) - {name.split(".")[-1] for name in dump[kind]})
+    if missing:
+        sys.exit("collection: ansible-doc does not read %s %s" % (kind, ", ".join(missing)))
+    checked += len(names)
+print("collection: %s installs; ansible-doc read %d plugins and roles"
+      % (next(pathlib.Path(".").glob("zerotrust-mailstack-*.tar.gz")).name, checked))
+PY

@@ -22,6 +22,7 @@ class FilterModule:
             "server_sans": _wrap(inventory.server_sans),
             "host_fqdn": _wrap(inventory.host_fqdn),
             "host_addresses": _wrap(inventory.host_addresses),
+            "hosts_without_address": _wrap(inventory.hosts_without_address),
             "stack_endpoint": _wrap(inventory.stack_endpoint),
             "stack_endpoints": _wrap(inventory.stack_endpoints),
             "accounts_with_login_shell": _wrap(inventory.accounts_with_login_shell),

@@ -41,6 +41,13 @@ def host_addresses(hosts, hostvars):
     return [host_address(host, hostvars) for host in hosts]
 
 
+def hosts_without_address(hosts, hostvars):
+    """The hosts in `hosts` that declare no `mailstack_address`: only their facts can say where they are."""
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise InputError("hosts", "must be a list of inventory host names")
+    return [host for host in hosts if not hostvars.get(host, {}).get("mailstack_address")]
+
+
 def host_records(hosts, hostvars):
     """A/AAAA records, relative to the zone, for each inventory host."""
     records = []

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import ALL_HOSTS, recap_changed, run_playbook, sh
+from conftest import ALL_HOSTS, inventory_host, recap_changed, run_playbook, sh
 
 NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 
@@ -67,13 +67,21 @@ def test_one_control_converges_alone_and_leaves_the_others_as_found():
         sh("filter", "chmod 700 /root && usermod -s /usr/sbin/nologin daemon")
 
 
-def test_a_run_limited_to_one_host_renders_the_other_hosts_addresses(addresses):
-    """A run with --limit reads the other hosts' addresses first. It once read them from the
-    limited host itself (an ansible_host made from inventory_hostname, templated for the
-    wrong host on delegation): the filter then resolved through itself and amavis let only
-    itself in. Now the limited run renders exactly what the full converge did."""
-    result = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-DNS-10,ZT-AV-02")
+@pytest.mark.parametrize("declared", [True, False], ids=["addresses declared", "addresses from facts"])
+def test_a_run_limited_to_one_host_renders_the_other_hosts_addresses(addresses, declared):
+    """A run with --limit needs the other hosts' addresses. Where the inventory declares
+    none (mailstack_address), it reads their facts first. It once read them from the limited
+    host itself (an ansible_host made from inventory_hostname, templated for the wrong host
+    on delegation): the filter then resolved through itself and amavis let only itself in.
+    Where the inventory declares them, as the local one does, no other host is visited.
+    Either way the limited run renders exactly what the full converge did."""
+    blank = [] if declared else ["-e", "mailstack_address="]
+    result = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-DNS-10,ZT-AV-02", *blank)
     assert result.returncode == 0, result.stdout[-3000:]
+    reads = result.stdout.split("TASK [Read the addresses of the hosts outside the limit]")[1].split("TASK [")[0]
+    visited = re.findall(r"^ok: \[filter1\.corp\.example -> (\S+)\]", reads, re.M)
+    others = [] if declared else [inventory_host(host) for host in ALL_HOSTS if host != "filter"]
+    assert sorted(visited) == sorted(others), result.stdout[:3000]
     assert recap_changed(result.stdout, "filter") == 0, result.stdout[-3000:]
     resolvers = re.findall(r"^nameserver (\S+)", sh("filter", "cat /etc/resolv.conf", check=True).stdout, re.M)
     assert resolvers == [addresses["dns"]]

@@ -109,6 +109,19 @@ def test_host_addresses_take_a_list_of_hosts(hosts):
         inv.host_addresses(hosts, PROD_HOSTVARS)
 
 
+def test_hosts_without_address_are_those_only_facts_can_place():
+    hostvars = dict(PROD_HOSTVARS, **{"ns1.corp.example": {"mailstack_address": ""}})
+    hosts = ["mx1", "filter1.corp.example", "ns1.corp.example", "unknown"]
+    assert inv.hosts_without_address(hosts, hostvars) == ["filter1.corp.example", "ns1.corp.example", "unknown"]
+    assert inv.hosts_without_address(["mx2", "mx1"], PROD_HOSTVARS) == ["mx2"]
+
+
+@pytest.mark.parametrize("hosts", ["mx1", None, {"mx1": 1}])
+def test_hosts_without_address_take_a_list_of_hosts(hosts):
+    with pytest.raises(InputError, match="hosts"):
+        inv.hosts_without_address(hosts, PROD_HOSTVARS)
+
+
 def test_a_host_without_an_address_is_named():
     with pytest.raises(InputError, match=r"hostvars\[filter1.corp.example\]"):
         inv.host_addresses(["filter1.corp.example"], PROD_HOSTVARS)
