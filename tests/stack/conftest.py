@@ -72,8 +72,11 @@ def recap_changed(stdout, host):
     return int(match.group(1))
 
 
-# What ssh prints when it could not run the command at all (as against the command's own failure).
-_SSH_DOWN = re.compile(r"^(ssh: |kex_exchange|Connection (closed|reset|timed out)|mux_client|Control socket)", re.M)
+# How ssh's own message starts when it could not run the command at all (as against the
+# command's own failure, which may exit 255 too).
+_SSH_DOWN = re.compile(
+    r"(ssh: |kex_exchange|Connection (closed|reset|timed out)|mux_client|Control socket|Timeout, server)"
+)
 
 
 def sh(host, command, check=False, timeout=60):
@@ -107,7 +110,7 @@ def sh(host, command, check=False, timeout=60):
         text=True,
         timeout=timeout,
     )
-    if result.returncode == 255 and _SSH_DOWN.search(result.stderr):
+    if result.returncode == 255 and _SSH_DOWN.match(result.stderr):
         result = subprocess.run(
             ["podman", "exec", container(host), "sh", "-c", command],
             capture_output=True,
