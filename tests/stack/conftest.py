@@ -72,11 +72,9 @@ def recap_changed(stdout, host):
     return int(match.group(1))
 
 
-# How ssh's own message starts when it could not run the command at all (as against the
-# command's own failure, which may exit 255 too).
-_SSH_DOWN = re.compile(
-    r"(ssh: |kex_exchange|Connection (closed|reset|timed out)|mux_client|Control socket|Timeout, server)"
-)
+# How ssh's own message starts when it could not open the session at all, so the command
+# never ran (a command's own failure may exit 255 too; a session lost midway is not retried).
+_SSH_DOWN = re.compile(r"(ssh: connect to host |kex_exchange_identification|Connection (closed|reset) by )")
 
 
 def sh(host, command, check=False, timeout=60):
