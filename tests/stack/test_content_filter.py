@@ -218,6 +218,18 @@ def test_mail_waits_while_amavis_is_down_then_arrives_once():
     deferred_while("systemctl stop amavis", "systemctl start amavis", new_marker("amavis-down"))
 
 
+def test_a_reload_during_amavis_start_does_not_leave_it_down():
+    """A SIGHUP (the certificate reload) that reaches amavis before it has set up its handler
+    ends it, and systemd took that for a clean exit: two cold converges in CI found it down.
+    Its unit now starts it again; the reload of a running amavis keeps it up (the twin)."""
+    assert amavis_ready()
+    sh("filter", "systemctl reload amavis", check=True)
+    assert wait_for(amavis_ready, 30) and sh("filter", "systemctl is-active amavis").stdout.strip() == "active"
+    early_hup = "systemctl restart amavis && sleep 0.3 && kill -HUP $(systemctl show -p MainPID --value amavis)"
+    sh("filter", early_hup, check=True)
+    assert wait_for(amavis_ready, 60), sh("filter", "journalctl -u amavis -n 20 --no-pager").stdout
+
+
 def test_mail_waits_while_clamd_is_down_then_arrives_once():
     deferred_while(
         "systemctl stop clamav-daemon.socket clamav-daemon.service",
