@@ -6,6 +6,7 @@ A test names a host by its inventory group (`sh("mx", ...)`).
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -30,8 +31,18 @@ _COLLECTIONS = ROOT / "build" / "collections"
 _LINK = _COLLECTIONS / "ansible_collections" / "zerotrust" / "mailstack"
 if not _LINK.is_symlink():
     _LINK.parent.mkdir(parents=True, exist_ok=True)
-    _LINK.symlink_to(ROOT)
+    # Two test streams start side by side (molecule/default/verify.yml): one of them links.
+    with contextlib.suppress(FileExistsError):
+        _LINK.symlink_to(ROOT)
 sys.path.insert(0, str(_COLLECTIONS))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "beside_mail_flow: the file's tests touch no daemon, account, user or address the other"
+        " stack tests use, so they run in a second stream beside them (molecule/default/verify.yml)",
+    )
 
 
 def _local_hosts():
@@ -195,6 +206,32 @@ def ssh_login(host, user="deploy", *options, command="sudo -n true"):
     )
 
 
+# The stack tests run in two streams (molecule/default/verify.yml). A playbook may read any
+# host's facts, so none runs while a test has cut the controller's SSH to a host on purpose:
+# that test holds this lock alone, each playbook run holds it shared.
+_CUT_OFF_LOCK = STATE / "tests-cut-off.lock"
+_cutting_off = False
+
+
+@contextlib.contextmanager
+def _playbooks_lock(mode):
+    with open(_CUT_OFF_LOCK, "a") as lock:
+        fcntl.flock(lock, mode)
+        yield
+
+
+@contextlib.contextmanager
+def controller_cut_off():
+    """For the duration, this test alone runs playbooks (the other stream's wait)."""
+    global _cutting_off
+    with _playbooks_lock(fcntl.LOCK_EX):
+        _cutting_off = True
+        try:
+            yield
+        finally:
+            _cutting_off = False
+
+
 def run_playbook(*args, timeout=900, inventories=None, environment=None):
     """Run playbooks/site.yml (or another playbook) against this stack from the controller.
 
@@ -211,15 +248,16 @@ def run_playbook(*args, timeout=900, inventories=None, environment=None):
     )
     env.update(environment or {})
     sources = inventories or [ROOT / "inventories" / "local" / "hosts.yml"]
-    return subprocess.run(
-        [
-            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-            *[arg for source in sources for arg in ("-i", str(source))],
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
+    with contextlib.nullcontext() if _cutting_off else _playbooks_lock(fcntl.LOCK_SH):
+        return subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                *[arg for source in sources for arg in ("-i", str(source))],
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=timeout,
+        )

@@ -6,6 +6,10 @@ import re
 import pytest
 from conftest import ALL_HOSTS, inventory_host, recap_changed, run_playbook, sh
 
+# Read-only checks, and runs on the filter's accounts and /root, which no other test uses.
+# It reads every host's facts, so it runs in the same stream as the lockout guard's test.
+pytestmark = pytest.mark.beside_mail_flow
+
 NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 
 
