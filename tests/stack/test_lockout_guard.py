@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from conftest import controller_cut_off, run_playbook, sh, ssh_login
+from conftest import controller_cut_off, recap_changed, run_playbook, sh, ssh_login
 
 # Only log1's firewall changes, and only the controller's SSH to it is ever cut (every declared
 # flow stays): meanwhile the other stream's playbooks wait (controller_cut_off) and its sh()
@@ -83,3 +83,15 @@ def test_ruleset_that_keeps_the_controller_stays():
     finally:
         assert converge_firewall().returncode == 0
     assert "4242" not in ruleset(HOST)
+
+
+def test_a_run_tagged_with_the_guard_alone_keeps_every_flow():
+    """A run limited to the guard's control (--tags ZT-NET-02) renders the whole ruleset: it
+    once declared no role's flows, so it loaded a ruleset without the filter's amavis ports
+    (the mx's mail to the filter then waited in its queue). On the filter it changes nothing."""
+    before = ruleset("filter")
+    assert 'tcp dport { 10024, 10026 } accept comment "amavis"' in before
+    result = run_playbook("playbooks/site.yml", "--limit", "filter", "--tags", "ZT-NET-02")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap_changed(result.stdout, "filter") == 0, result.stdout[-3000:]
+    assert ruleset("filter") == before

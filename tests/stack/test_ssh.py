@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import STACK_HOSTS, STATE, run_playbook, sh, ssh_login
+from conftest import STACK_HOSTS, STATE, controller_cut_off, run_playbook, sh, ssh_login
 
 # sshd's policy is only read, or refused before it is written; the extra sshd and account are
 # the test's own (on ext, and 'intruder' on mx).
@@ -116,3 +116,55 @@ def test_a_policy_that_would_lock_the_converge_out_is_refused_before_it_is_writt
     accepted = run_playbook("tests/stack/playbooks/base.yml", "-e", "target=filter")
     assert accepted.returncode == 0, accepted.stdout[-3000:]
     assert "changed=0" in accepted.stdout
+
+
+DROPIN = "/etc/ssh/sshd_config.d/00-mailstack.conf"
+# The lockout guard's own test host: no other stack test logs in to it.
+GUARDED = "log"
+
+
+def converge_sshd(**overrides):
+    """The sshd part of the base role on the guarded host, with a short rollback delay."""
+    overrides.setdefault("base_sshd_rollback_seconds", 40)
+    extra = ["-e", "target=%s" % GUARDED, "-e", json.dumps(overrides)]
+    return run_playbook("tests/stack/playbooks/base.yml", *extra, "--tags", "ZT-SSH-01")
+
+
+def sshd_state():
+    """The drop-in, the addresses sshd listens on, and any copy the guard kept."""
+    return sh(
+        GUARDED,
+        "sha256sum %s; ss -Hltn 'sport = :22' | awk '{print $4}' | sort; ls %s.*~ 2>/dev/null" % (DROPIN, DROPIN),
+        check=False,
+    ).stdout
+
+
+def test_a_policy_that_cuts_the_controller_off_is_rolled_back():
+    """ZT-SSH-03: the pre-check (ZT-SSH-02) knows the allowed groups, not every way a policy
+    can shut the controller out. sshd on loopback alone passes `sshd -t` and the pre-check;
+    the host puts the previous policy back by itself and the controller logs in anew."""
+    with controller_cut_off():
+        before = sshd_state()
+        assert ssh_login(GUARDED).returncode == 0
+        cut = converge_sshd(base_sshd_listen=["127.0.0.1"])
+        back = ssh_login(GUARDED)
+    assert cut.returncode != 0, cut.stdout[-3000:]
+    assert "ZT-SSH-03" in cut.stdout and "rolled back" in cut.stdout, cut.stdout[-3000:]
+    assert back.returncode == 0, back.stderr
+    assert sshd_state() == before
+
+
+def test_a_policy_that_keeps_the_controller_stays(addresses):
+    """The twin: sshd on the host's own address keeps the management path; the guard's
+    timer is disarmed and the policy stays. The shipped policy is converged back after."""
+    own = addresses[GUARDED]
+    try:
+        kept = converge_sshd(base_sshd_listen=[own])
+        assert kept.returncode == 0, kept.stdout[-3000:]
+        assert "rolled back" not in kept.stdout
+        assert sh(GUARDED, "systemctl is-active mailstack-sshd-rollback.timer").stdout.strip() != "active"
+        assert sshd_state().split("\n")[1] == "%s:22" % own
+        assert ssh_login(GUARDED).returncode == 0
+    finally:
+        assert converge_sshd().returncode == 0
+    assert "0.0.0.0:22" in sshd_state()
