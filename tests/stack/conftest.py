@@ -211,6 +211,11 @@ def ssh_login(host, user="deploy", *options, command="sudo -n true"):
 # that test holds this lock alone, each playbook run holds it shared.
 _CUT_OFF_LOCK = STATE / "tests-cut-off.lock"
 _cutting_off = False
+# The lockout guards' rollback delay in their tests: room for the guard to reconnect while
+# the other stream loads the CPUs, and a short one where the controller is cut off on
+# purpose, which keeps the other stream's wait short.
+ROLLBACK_SECONDS = 40
+CUT_OFF_ROLLBACK_SECONDS = 20
 
 
 @contextlib.contextmanager

@@ -10,16 +10,22 @@ import json
 import time
 
 import pytest
-from conftest import controller_cut_off, recap_changed, run_playbook, sh, ssh_login
+from conftest import (
+    CUT_OFF_ROLLBACK_SECONDS,
+    ROLLBACK_SECONDS,
+    controller_cut_off,
+    recap_changed,
+    run_playbook,
+    sh,
+    ssh_login,
+)
 
-# Only log1's firewall changes, and only the controller's SSH to it is ever cut (every declared
-# flow stays): meanwhile the other stream's playbooks wait (controller_cut_off) and its sh()
-# calls fall back to Podman.
+# Only log1's firewall changes (the filter's is rendered again, unchanged), and only the
+# controller's SSH to log1 is ever cut (every declared flow stays): meanwhile the other
+# stream's playbooks wait (controller_cut_off) and its sh() calls fall back to Podman.
 pytestmark = pytest.mark.beside_mail_flow
 
 HOST = "log"
-# Room for the guard to reconnect while the other test stream loads the CPUs.
-ROLLBACK_SECONDS = 40
 UNREACHABLE_ADMIN = "192.0.2.1"
 
 
@@ -55,7 +61,12 @@ def test_ruleset_that_cuts_the_controller_off_is_rolled_back():
         before = ruleset(HOST)
         boot_before = boot_ruleset(HOST)
         assert fresh_ssh_login(HOST)
-        result = converge_firewall("--tags", "ZT-NET-01", nftables_admin_sources=[UNREACHABLE_ADMIN])
+        result = converge_firewall(
+            "--tags",
+            "ZT-NET-01",
+            nftables_admin_sources=[UNREACHABLE_ADMIN],
+            nftables_rollback_seconds=CUT_OFF_ROLLBACK_SECONDS,
+        )
         back = fresh_ssh_login(HOST)
 
     # The run says what happened instead of reporting success...

@@ -10,10 +10,20 @@ import subprocess
 import sys
 
 import pytest
-from conftest import STACK_HOSTS, STATE, controller_cut_off, run_playbook, sh, ssh_login
+from conftest import (
+    CUT_OFF_ROLLBACK_SECONDS,
+    ROLLBACK_SECONDS,
+    STACK_HOSTS,
+    STATE,
+    controller_cut_off,
+    run_playbook,
+    sh,
+    ssh_login,
+)
 
-# sshd's policy is only read, or refused before it is written; the extra sshd and account are
-# the test's own (on ext, and 'intruder' on mx).
+# sshd's policy changes on log1 alone (cut off under controller_cut_off, as in the lockout
+# guard's test); elsewhere it is only read, or refused before it is written. The extra sshd
+# and account are the tests' own (on ext, and 'intruder' on mx).
 pytestmark = pytest.mark.beside_mail_flow
 
 KEY = STATE / "ssh" / "deploy_ed25519"
@@ -125,7 +135,7 @@ GUARDED = "log"
 
 def converge_sshd(**overrides):
     """The sshd part of the base role on the guarded host, with a short rollback delay."""
-    overrides.setdefault("base_sshd_rollback_seconds", 40)
+    overrides.setdefault("base_sshd_rollback_seconds", ROLLBACK_SECONDS)
     extra = ["-e", "target=%s" % GUARDED, "-e", json.dumps(overrides)]
     return run_playbook("tests/stack/playbooks/base.yml", *extra, "--tags", "ZT-SSH-01")
 
@@ -146,7 +156,7 @@ def test_a_policy_that_cuts_the_controller_off_is_rolled_back():
     with controller_cut_off():
         before = sshd_state()
         assert ssh_login(GUARDED).returncode == 0
-        cut = converge_sshd(base_sshd_listen=["127.0.0.1"])
+        cut = converge_sshd(base_sshd_listen=["127.0.0.1"], base_sshd_rollback_seconds=CUT_OFF_ROLLBACK_SECONDS)
         back = ssh_login(GUARDED)
     assert cut.returncode != 0, cut.stdout[-3000:]
     assert "ZT-SSH-03" in cut.stdout and "rolled back" in cut.stdout, cut.stdout[-3000:]
