@@ -129,12 +129,13 @@ def test_a_policy_that_would_lock_the_converge_out_is_refused_before_it_is_writt
 
 
 DROPIN = "/etc/ssh/sshd_config.d/00-mailstack.conf"
-# The lockout guard's own test host: no other stack test logs in to it.
+# The lockout guard's test host; its runs that cut the controller off hold controller_cut_off.
 GUARDED = "log"
 
 
 def converge_sshd(**overrides):
-    """The sshd part of the base role on the guarded host, with a short rollback delay."""
+    """The sshd part of the base role on the guarded host (--tags ZT-SSH-01, the run that once
+    skipped the guard), with the tests' rollback delay unless the caller sets one."""
     overrides.setdefault("base_sshd_rollback_seconds", ROLLBACK_SECONDS)
     extra = ["-e", "target=%s" % GUARDED, "-e", json.dumps(overrides)]
     return run_playbook("tests/stack/playbooks/base.yml", *extra, "--tags", "ZT-SSH-01")
@@ -145,7 +146,6 @@ def sshd_state():
     return sh(
         GUARDED,
         "sha256sum %s; ss -Hltn 'sport = :22' | awk '{print $4}' | sort; ls %s.*~ 2>/dev/null" % (DROPIN, DROPIN),
-        check=False,
     ).stdout
 
 
