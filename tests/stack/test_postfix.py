@@ -169,12 +169,13 @@ def test_mail_from_outside_is_accepted_over_tls_13():
     assert "250 2.0.0 Ok: queued" in out.stdout
 
 
-def send_from_mx_and_wait(recipient, maildir):
+def send_from_mx_and_wait(recipient, maildir, header=""):
     """Send from the mx to the outside peer; the smtp client's TLS log line of that delivery."""
     marker = "outbound-probe-%d" % time.time()
     sh(
         "mx",
-        "printf 'Subject: %s\\n\\nhello\\n' | sendmail -f demo@corp.example %s" % (marker, recipient),
+        "printf '%sSubject: %s\\n\\nhello\\n' | sendmail -f demo@corp.example %s"
+        % (header + "\\n" if header else "", marker, recipient),
         check=True,
     )
     assert wait_for(lambda: sh("ext", "grep -rl '%s' /var/mail/vhosts/%s/new/" % (marker, maildir)).returncode == 0), (
@@ -201,6 +202,67 @@ def test_mail_to_a_dane_domain_leaves_over_dane_verified_tls():
 def test_mail_to_outside_leaves_over_verified_tls():
     # outside.example publishes MTA-STS (enforce): verified against the CA, name matched.
     assert VERIFIED.search(send_from_mx_and_wait("peer@outside.example", "outside.example/peer"))
+
+
+HOP_LOG = "journalctl -t postfix/amavis/smtp -t postfix/lmtp -t postfix/reinjection/smtpd --no-pager -n 400"
+
+
+def hop_tls_lines(first_queue_id):
+    """The TLS line of each hop that took one message from outside to its mailbox: the
+    mx's hand-off to amavis, then (under the queue id of the copy amavis handed back)
+    its LMTP delivery to the imap host. Each delivery opens its own TLS connection, and
+    the client process logs the connection before the delivery."""
+    returned = re.compile(r"\]: (\w+): client=.*orig_queue_id=%s," % first_queue_id)
+
+    def sent_line(log, queue_id):
+        sent = [line for line in log if "%s: to=<demo@corp.example>" % queue_id in line and "status=sent" in line]
+        return sent[-1] if sent else None
+
+    found = []
+
+    def delivered():
+        log = sh("mx", HOP_LOG).stdout.splitlines()
+        second = [match.group(1) for match in map(returned.search, log) if match]
+        found[:] = [log, second[0]] if second and sent_line(log, second[0]) else []
+        return bool(found)
+
+    assert wait_for(delivered), "message %s never reached the mailbox" % first_queue_id
+    log, second_queue_id = found
+    lines = []
+    for queue_id in (first_queue_id, second_queue_id):
+        sent = sent_line(log, queue_id)
+        client = re.search(r"(postfix/(?:amavis/smtp|lmtp)\[\d+\])", sent).group(1)
+        before = [line for line in log[: log.index(sent)] if client in line and "TLS connection established to" in line]
+        lines.append(before[-1].split("]: ", 1)[1])
+    return lines
+
+
+@pytest.mark.parametrize("extra_header", ["", "TLS-Required: No"])
+def test_a_header_from_outside_cannot_relax_the_stacks_own_hops(extra_header):
+    # RFC 8689 lets a sender waive TLS policy for its message ("TLS-Required: no"), and
+    # Postfix 3.10 honours that by default on every hop it makes: an outsider adding the
+    # header had the mx hand its message to amavis and to Dovecot unverified (level may,
+    # plaintext if TLS failed). The stack's own hops verify every message's peer.
+    marker = "hop-%d" % time.time()
+    header = "--add-header '%s'" % extra_header if extra_header else ""
+    sent = sh(
+        "ext",
+        "swaks --helo %s --server %s --tls --from peer@outside.example --to demo@corp.example"
+        " --h-From peer@outside.example --h-Subject %s %s" % (PEER, MX, marker, header),
+        check=True,
+    )
+    first_queue_id = re.search(r"queued as (\w+)", sent.stdout).group(1)
+    to_filter, to_mailbox = hop_tls_lines(first_queue_id)
+    assert to_filter.startswith("Verified TLS connection established to %s" % fqdn("filter")), to_filter
+    assert to_mailbox.startswith("Verified TLS connection established to %s" % fqdn("imap")), to_mailbox
+
+
+def test_only_outbound_delivery_honours_a_senders_tls_waiver():
+    # The other side of the test above: the outbound smtp service keeps RFC 8689's
+    # behaviour (postfix_outbound_tls_required_header), so a waiver the sender put on
+    # its own message leaves at level may, not DANE-verified.
+    line = send_from_mx_and_wait("peer@outside.example", "outside.example/peer", header="TLS-Required: no")
+    assert "TLS connection established to %s" % PEER in line and not VERIFIED.search(line), line
 
 
 def test_mx_resolver_validates_the_stack_zones():
