@@ -109,9 +109,11 @@ def set_peer_policy(mx):
 
 
 def test_mail_waits_when_the_peer_breaks_its_own_policy():
-    """The peer's policy now names another MX: its certificate (for its own name)
-    no longer qualifies, so the mail is deferred, not sent over weaker TLS; with the
-    right policy back it is delivered."""
+    """The peer's policy now names another MX: its MX no longer qualifies, so the mail
+    is deferred, not sent over weaker TLS; with the right policy back it is delivered.
+    Where the resolver names the policy to Postfix (ZT-TLSRPT-01), Postfix refuses the MX
+    by the policy's pattern before it connects; otherwise the certificate, for the MX's
+    own name, fails the policy's match."""
     marker = "mta-sts-mismatch-%d" % time.time()
     set_peer_policy("other.outside.example")
     try:
@@ -120,9 +122,13 @@ def test_mail_waits_when_the_peer_breaks_its_own_policy():
             "printf 'Subject: %s\\n\\nwaits\\n' | sendmail -f postmaster@corp.example peer@outside.example" % marker,
             check=True,
         )
+        refused = "does not match STS MX pattern for 'outside.example'"
         assert wait_for(
-            lambda: any("certificate" in r.get("delay_reason", "") for m in mx_queue() for r in m["recipients"]), 90
-        ), mx_queue()
+            lambda: any(m["queue_name"] == "deferred" for m in mx_queue())
+            and (refused in sh("mx", "journalctl -t postfix/smtp -n 50 --no-pager").stdout
+                 or any("certificate" in r.get("delay_reason", "") for m in mx_queue() for r in m["recipients"])),
+            90,
+        ), mx_queue()  # fmt: skip
         assert not delivered_at_peer(marker)
     finally:
         set_peer_policy(fqdn("ext"))
