@@ -29,6 +29,14 @@ BAD_INPUTS = [
     ),
     ({"dmarc_policy": "monitor"}, "dmarc_policy", "one of"),
     ({"dmarc_report_addresses": ["a,mailto:x@evil.example"]}, "dmarc_report_addresses[0]", "mail address"),
+    # A line of its own in the report daemon's configuration.
+    ({"tlsrpt_sender": "postmaster@corp.example\nlog_level = debug"}, "tlsrpt_sender", "control character"),
+    # The hosts install what the controller fetched: only a wheel over https, checked by its hash.
+    (
+        {"tlsrpt_reporter_url": "http://mirror.example/tlsrpt_reporter-0.6.0-py3-none-any.whl"},
+        "tlsrpt_reporter_url",
+        "https URL",
+    ),
     # An override that would let mail past the scanners.
     (
         {"amavis_conf": {"@bypass_virus_checks_maps": [1]}},
