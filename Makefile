@@ -58,6 +58,7 @@ test: venv link
 	@mkdir -p build
 	@( nice -n 19 $(MAKE) --no-print-directory checks > build/checks.log 2>&1; rc=$$?; \
 	   echo "==> checks beside molecule ended (exit $$rc)"; [ $$rc -eq 0 ] || cat build/checks.log; exit $$rc ) & checks=$$!; \
+	trap 'kill $$checks 2>/dev/null' INT TERM; \
 	$(MAKE) --no-print-directory molecule; molecule_rc=$$?; \
 	wait $$checks; checks_rc=$$?; \
 	echo "==> checks (lint, unit, sanity), run beside molecule:"; cat build/checks.log; \
